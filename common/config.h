@@ -1,0 +1,98 @@
+/*
+ * config: reads the herd's INI file (inih) into a validated, immutable
+ * description of the herd. Owns every default and every validation rule of
+ * SPEC §3; nothing else in herd looks at the file. Links are undirected: a
+ * peer named on either side appears in both servers' peer lists.
+ */
+#ifndef HERD_CONFIG_H
+#define HERD_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
+
+struct cfg_server {
+    char     *name;       /* owned; non-empty, no white space */
+    char     *host;       /* owned; listen and dial address, default 127.0.0.1 */
+    char     *node;       /* owned; NULL when not set */
+    uint16_t  port;       /* 1..65535 */
+    size_t   *peers;      /* owned; indices into cfg_herd.servers, sorted, unique */
+    size_t    npeers;
+    int       line;       /* line of its [server NAME] header, for messages */
+};
+
+struct cfg_herd {
+    char   *path;             /* owned; absolute path of the file read */
+    char   *dir;              /* owned; its folder: relative paths resolve here */
+    char   *log_dir;          /* owned; absolute */
+    char   *run_dir;          /* owned; absolute */
+    char   *node;             /* owned; [herd] node, NULL when not set */
+    char   *secret;           /* owned; NULL when links are not authenticated */
+    enum log_level log_level; /* log_level = error|warn|info|debug (info) */
+
+    /* clients */
+    size_t  max_line;         /* max_line_length, bytes without "\n" (4096) */
+    size_t  max_connections;  /* per worker, clients and links (10000) */
+    size_t  client_output_max;/* bytes queued to one client before it is closed (1 MiB) */
+    double  idle_timeout;     /* seconds a client may stay silent (300) */
+
+    /* links */
+    size_t  link_queue_max;   /* bytes queued to one neighbour before the link drops (64 MiB) */
+    double  link_backoff_min; /* redial backoff, seconds (0.05) */
+    double  link_backoff_max; /* (2) */
+    double  link_ping_interval;/* (1) */
+    double  link_timeout;     /* silence that kills a link (5) */
+
+    /* places */
+    char   *places_url;       /* owned */
+    char   *places_key_file;  /* owned; absolute; NULL when not set */
+    double  places_timeout;   /* seconds (5) */
+    double  places_cache_ttl; /* seconds, 0 disables the cache (60) */
+    size_t  places_cache_entries; /* (10000) */
+    size_t  places_max_connections; /* upstream connections (8) */
+    size_t  places_max_body;  /* bytes (4 MiB) */
+
+    /* supervisor */
+    double  heartbeat_interval;   /* (1) */
+    double  heartbeat_timeout;    /* (5) */
+    double  restart_backoff_min;  /* (0.1) */
+    double  restart_backoff_max;  /* (30) */
+    double  restart_reset_after;  /* uptime that resets the backoff (10) */
+    double  stop_timeout;         /* SIGTERM to SIGKILL (5) */
+
+    struct cfg_server *servers;   /* owned; in file order */
+    size_t nservers;
+};
+
+/*
+ * Reads and validates PATH. On success returns 0 and *out owns a new herd.
+ * On failure returns -1 and writes "FILE:LINE: what is wrong" (or
+ * "FILE: what is wrong" when no line applies) into err.
+ */
+int cfg_load(const char *path, struct cfg_herd **out, char *err, size_t errlen);
+
+/* The same from a string; PATH names it in messages and anchors relative paths. */
+int cfg_load_string(const char *text, const char *path, struct cfg_herd **out,
+                    char *err, size_t errlen);
+
+void cfg_free(struct cfg_herd *herd);
+
+/* The server called NAME, or NULL. */
+const struct cfg_server *cfg_find(const struct cfg_herd *herd, const char *name);
+
+/* Index of the server called NAME, or -1. */
+long cfg_index(const struct cfg_herd *herd, const char *name);
+
+/*
+ * Nonzero when server A of herd HA must be restarted to become server B of
+ * herd HB on reload: its own settings, its peers (by name and address) or a
+ * herd-wide setting that a worker reads changed.
+ */
+int cfg_server_changed(const struct cfg_herd *ha, const struct cfg_server *a,
+                       const struct cfg_herd *hb, const struct cfg_server *b);
+
+/* "error", "warn", "info", "debug". */
+const char *cfg_level_name(enum log_level level);
+
+#endif

@@ -1,0 +1,191 @@
+/*
+ * log: buffered, timestamped log lines for one process. The buffer is bounded:
+ * when a line would not fit, the buffer is written out first, so a burst costs
+ * a write(2) instead of memory. Timestamps are cached per second because a
+ * busy worker logs every line it receives and sends.
+ */
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LOG_BUF_SIZE (256 * 1024)
+#define LOG_LINE_MAX 8192
+#define LOG_SHOWN_MAX 1024 /* bytes of a protocol line shown in the log */
+
+static struct {
+    char           *path;
+    char            tag[64];
+    int             fd;
+    int             also_stderr;
+    enum log_level  level;
+    size_t          used;
+    time_t          stamp_sec;
+    char            stamp[32]; /* "YYYY-MM-DDTHH:MM:SS" of stamp_sec */
+    char            buf[LOG_BUF_SIZE];
+} lg = { .fd = -1, .level = LOG_INFO, .stamp_sec = -1 };
+
+static const char *const level_names[] = { "ERROR", "WARN ", "INFO ", "DEBUG" };
+
+static void write_all(int fd, const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return; /* nowhere left to report a failing log */
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+void log_flush(void)
+{
+    if (lg.used == 0)
+        return;
+    write_all(lg.fd >= 0 ? lg.fd : STDERR_FILENO, lg.buf, lg.used);
+    if (lg.also_stderr && lg.fd >= 0)
+        write_all(STDERR_FILENO, lg.buf, lg.used);
+    lg.used = 0;
+}
+
+static int open_path(const char *path)
+{
+    return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0644);
+}
+
+int log_open(const char *path, const char *tag, enum log_level level, int also_stderr)
+{
+    log_close();
+    snprintf(lg.tag, sizeof lg.tag, "%s", tag ? tag : "");
+    lg.level = level;
+    lg.also_stderr = also_stderr;
+    if (path == NULL)
+        return 0;
+    int fd = open_path(path);
+    if (fd < 0)
+        return -1;
+    lg.path = strdup(path);
+    if (lg.path == NULL) {
+        close(fd);
+        errno = ENOMEM;
+        return -1;
+    }
+    lg.fd = fd;
+    return 0;
+}
+
+void log_close(void)
+{
+    log_flush();
+    if (lg.fd >= 0)
+        close(lg.fd);
+    lg.fd = -1;
+    free(lg.path);
+    lg.path = NULL;
+}
+
+int log_reopen(void)
+{
+    log_flush();
+    if (lg.path == NULL)
+        return 0;
+    int fd = open_path(lg.path);
+    if (fd < 0)
+        return -1;
+    if (lg.fd >= 0)
+        close(lg.fd);
+    lg.fd = fd;
+    return 0;
+}
+
+void log_set_level(enum log_level level) { lg.level = level; }
+
+int log_enabled(enum log_level level) { return level <= lg.level; }
+
+/* Writes "YYYY-MM-DDTHH:MM:SS.mmmZ " into dst (at least 25 bytes). */
+static size_t format_stamp(char *dst, size_t size)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (ts.tv_sec != lg.stamp_sec) {
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        strftime(lg.stamp, sizeof lg.stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+        lg.stamp_sec = ts.tv_sec;
+    }
+    int n = snprintf(dst, size, "%s.%03ldZ ", lg.stamp, ts.tv_nsec / 1000000);
+    return n < 0 ? 0 : (size_t)n;
+}
+
+void log_vmsg(enum log_level level, const char *fmt, va_list ap)
+{
+    if (!log_enabled(level))
+        return;
+    if (LOG_BUF_SIZE - lg.used < LOG_LINE_MAX)
+        log_flush();
+    char  *p = lg.buf + lg.used;
+    size_t room = LOG_LINE_MAX - 1; /* keep one byte for '\n' */
+    size_t n = format_stamp(p, room);
+    int    m = snprintf(p + n, room - n, "%s %s: ", level_names[level], lg.tag);
+    if (m > 0)
+        n += (size_t)m < room - n ? (size_t)m : room - n - 1;
+    m = vsnprintf(p + n, room - n, fmt, ap);
+    if (m > 0)
+        n += (size_t)m < room - n ? (size_t)m : room - n - 1;
+    p[n++] = '\n';
+    lg.used += n;
+    if (level <= LOG_WARN && lg.fd < 0)
+        log_flush();
+}
+
+void log_msg(enum log_level level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_vmsg(level, fmt, ap);
+    va_end(ap);
+}
+
+/* Escapes LINE into dst so a log line stays one printable line. */
+static size_t escape(char *dst, size_t size, const char *line, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 4 < size; i++) {
+        unsigned char c = (unsigned char)line[i];
+        if (c == '\\' || c == '"') {
+            dst[o++] = '\\';
+            dst[o++] = (char)c;
+        } else if (c >= 0x20 && c < 0x7f) {
+            dst[o++] = (char)c;
+        } else {
+            dst[o++] = '\\';
+            dst[o++] = 'x';
+            dst[o++] = hex[c >> 4];
+            dst[o++] = hex[c & 15];
+        }
+    }
+    dst[o] = '\0';
+    return o;
+}
+
+void log_line(enum log_level level, const char *prefix, const char *line, size_t len)
+{
+    if (!log_enabled(level))
+        return;
+    char   esc[LOG_SHOWN_MAX * 4 + 8];
+    size_t shown = len < LOG_SHOWN_MAX ? len : LOG_SHOWN_MAX;
+    escape(esc, sizeof esc, line, shown);
+    if (shown < len)
+        log_msg(level, "%s \"%s\"... (%zu bytes)", prefix, esc, len);
+    else
+        log_msg(level, "%s \"%s\"", prefix, esc);
+}

@@ -1,0 +1,51 @@
+/*
+ * log: one process-wide log file with UTC ISO-8601 millisecond timestamps and
+ * levels. Lines are buffered in memory and written by log_flush(), which the
+ * event loop calls every iteration and a 100 ms timer backs up; log_reopen()
+ * flushes, then reopens the path so logrotate's create + reopen loses nothing.
+ */
+#ifndef HERD_LOG_H
+#define HERD_LOG_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+#include "config.h"
+
+/*
+ * Opens PATH for appending (NULL: stderr only). TAG starts every message
+ * ("Riley", "supervisor"). With also_stderr, lines are copied to stderr.
+ * Returns 0, or -1 with errno set.
+ */
+int log_open(const char *path, const char *tag, enum log_level level, int also_stderr);
+
+/* Flushes and closes. */
+void log_close(void);
+
+/* Flushes, closes and opens the same path again. Returns 0 or -1 with errno. */
+int log_reopen(void);
+
+/* Writes every buffered line out. */
+void log_flush(void);
+
+void log_set_level(enum log_level level);
+int log_enabled(enum log_level level);
+
+/* Formats one line; the newline is added. */
+void log_msg(enum log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void log_vmsg(enum log_level level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
+/*
+ * Logs "PREFIX \"LINE\"" with LINE's bytes escaped (\\, \", \xNN for
+ * anything not printable), cut to a readable length with its full size said.
+ */
+void log_line(enum log_level level, const char *prefix, const char *line, size_t len);
+
+#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+#define log_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)
+#define log_info(...)  log_msg(LOG_INFO, __VA_ARGS__)
+#define log_debug(...) do { if (log_enabled(LOG_DEBUG)) log_msg(LOG_DEBUG, __VA_ARGS__); } while (0)
+
+#endif

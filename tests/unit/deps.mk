@@ -1,0 +1,2 @@
+# Worker modules each unit test links besides libherd (see the Makefile).
+test_store_DEPS := worker/store.c
