@@ -94,8 +94,14 @@ $(BUILD)/bench/%: $(BUILD)/tests/bench/%.o $(LIBHERD)
 
 # The test runner prints one line per test and ends with "N passed, M failed".
 # HERD_BIN_DIR lets the same integration suite run against the asan binaries.
-test: all
-	@python3 tests/run-tests --build $(BUILD) --bin $(BINDIR) $(TESTFLAGS)
+# `make test` runs the unit tests, the integration suite against the release
+# binaries, then the integration suite again against the ASan+UBSan binaries
+# (suites that already run sanitizers or tools of their own are not repeated);
+# the runner prints the totals of all three as one line.
+ASAN_EXCLUDE := fuzz|valgrind|soak|ops
+test: all asan
+	@python3 tests/run-tests --build $(BUILD) --bin $(BINDIR) \
+	  --asan-build build-asan --asan-bin build-asan/bin --asan-exclude '$(ASAN_EXCLUDE)' $(TESTFLAGS)
 
 unit: all
 	@python3 tests/run-tests --build $(BUILD) --bin $(BINDIR) --only unit
@@ -122,7 +128,10 @@ SOAK_SECONDS ?= 60
 soak: all
 	@python3 tests/soak/soak.py --bin $(BINDIR) --seconds $(SOAK_SECONDS)
 
+BANNED := \b(sprintf|vsprintf|strcpy|strcat|gets|atoi|atol|atof)\(
 lint: | $(DEPSTAMP)
+	@! grep -nE '$(BANNED)' common/*.c worker/*.c supervisor/*.c || \
+	  { echo "lint: banned function (use snprintf/memcpy/strtol)"; exit 1; }
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	  --inline-suppr --std=c11 -D_GNU_SOURCE -Icommon \
 	  --suppress=missingIncludeSystem common worker supervisor
