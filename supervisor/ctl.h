@@ -1,0 +1,63 @@
+/*
+ * ctl: herdctl's shared state and the seams between its files: ctl_main.c
+ * (options and the simple commands), ctl_client.c (one request over the
+ * control socket), ctl_start.c (start and stop), ctl_table.c (status output).
+ */
+#ifndef HERD_CTL_H
+#define HERD_CTL_H
+
+#include <json.h>
+#include <limits.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "config.h"
+
+/* herdctl's exit statuses (SPEC §7). */
+enum {
+    CTL_EXIT_OK = 0,
+    CTL_EXIT_FAIL = 1,
+    CTL_EXIT_USAGE = 2,      /* usage or configuration error */
+    CTL_EXIT_NOT_RUNNING = 3,
+};
+
+/* ctl_request results besides 0. */
+#define CTL_ERR          (-1) /* talking failed: err says why */
+#define CTL_NOT_RUNNING  (-2) /* no supervisor listens on the socket */
+
+struct ctl {
+    const char      *config;   /* the file as named by the user */
+    struct cfg_herd *cfg;      /* owned */
+    char             sock_path[PATH_MAX];
+    char             pid_path[PATH_MAX];
+    double           timeout;  /* how long start, stop, restart wait */
+    int              json;     /* status --json */
+};
+
+/* ctl_client.c */
+int ctl_request(const struct ctl *c, const char *line, json_object **reply, char *err,
+                size_t errlen);
+/* The member KEY of OBJ as a string, int or bool; DEF when absent or null. */
+const char *ctl_str(json_object *obj, const char *key, const char *def);
+long ctl_int(json_object *obj, const char *key, long def);
+int ctl_bool(json_object *obj, const char *key);
+/* Whether PID is alive (a zombie counts as gone). */
+int ctl_pid_alive(pid_t pid);
+void ctl_sleep_ms(long ms);
+double ctl_now(void);
+
+/* ctl_start.c */
+int ctl_start(struct ctl *c);
+int ctl_stop(struct ctl *c);
+/* Prints the last lines of PATH to F, indented. */
+void ctl_tail(FILE *f, const char *path, int lines);
+
+/* ctl_table.c */
+void ctl_print_status(FILE *f, json_object *reply);
+/* 1 when every server of a status reply is running. */
+int ctl_all_running(json_object *reply);
+/* The server NAME of a status reply, or NULL. */
+json_object *ctl_server(json_object *reply, const char *name);
+void ctl_format_duration(double secs, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,266 @@
+/*
+ * herdctl: the operator's command line for a herd (SPEC §7): start, stop,
+ * status, restart, kill, reopen-logs, reload, check-config. Everything but
+ * start and check-config is one request over run_dir/herd.sock; the exit
+ * statuses are 0 ok, 1 failed, 2 usage or configuration, 3 not running.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+#include "ctlproto.h"
+
+#define DEFAULT_CONFIG  "etc/herd.ini"
+#define DEFAULT_TIMEOUT 10.0
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: herdctl [-c FILE] [-t SECONDS] COMMAND\n\n"
+            "  start               start the herd in the background, wait until it serves\n"
+            "  stop                stop it: SIGTERM, SIGKILL after stop_timeout\n"
+            "  status [--json]     one row per server (--json: everything)\n"
+            "  restart NAME        restart one worker and wait until it serves\n"
+            "  kill NAME [SIGNAL]  send SIGNAL (default KILL) to one worker\n"
+            "  reopen-logs         every process reopens its log (after logrotate)\n"
+            "  reload              re-read FILE: start added, stop removed, restart changed\n"
+            "  check-config        validate FILE and start nothing\n\n"
+            "  -c, --config FILE   the herd's file (default $HERD_CONFIG, then %s)\n"
+            "  -t, --timeout SECS  how long start/stop/restart wait (default %.0f)\n"
+            "  -h, --help          this text\n\n"
+            "Exit status: 0 ok (status: all running), 1 failed (status: some not\n"
+            "running), 2 usage or configuration error, 3 supervisor not running.\n",
+            DEFAULT_CONFIG, DEFAULT_TIMEOUT);
+}
+
+static int parse_timeout(const char *s, double *out)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || !(v > 0 && v <= 3600))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, struct ctl *c)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"timeout", required_argument, NULL, 't'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int ch;
+
+    c->config = getenv("HERD_CONFIG") ? getenv("HERD_CONFIG") : DEFAULT_CONFIG;
+    c->timeout = DEFAULT_TIMEOUT;
+    while ((ch = getopt_long(argc, argv, "c:t:h", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'c': c->config = optarg; break;
+        case 't':
+            if (parse_timeout(optarg, &c->timeout) != 0) {
+                fprintf(stderr, "herdctl: bad timeout \"%s\"\n", optarg);
+                return -1;
+            }
+            break;
+        case 'j': c->json = 1; break;
+        case 'h': usage(stdout); exit(CTL_EXIT_OK);
+        default: usage(stderr); return -1;
+        }
+    }
+    if (optind >= argc) {
+        usage(stderr);
+        return -1;
+    }
+    return optind;
+}
+
+/* Prints a refusal; 3 when no supervisor answered. */
+static int talk(const struct ctl *c, const char *line, json_object **reply)
+{
+    char err[256];
+    int rc = ctl_request(c, line, reply, err, sizeof(err));
+
+    if (rc == CTL_NOT_RUNNING) {
+        fprintf(stderr, "herdctl: supervisor not running (%s)\n", c->sock_path);
+        return CTL_EXIT_NOT_RUNNING;
+    }
+    if (rc != 0) {
+        fprintf(stderr, "herdctl: %s: %s\n", c->sock_path, err);
+        return CTL_EXIT_FAIL;
+    }
+    if (!ctl_bool(*reply, "ok")) {
+        fprintf(stderr, "herdctl: %s\n", ctl_str(*reply, "error", "request refused"));
+        return ctl_bool(*reply, "config_error") ? CTL_EXIT_USAGE : CTL_EXIT_FAIL;
+    }
+    return CTL_EXIT_OK;
+}
+
+static int cmd_status(const struct ctl *c)
+{
+    json_object *reply = NULL;
+    int rc = talk(c, "status", &reply);
+
+    if (rc == CTL_EXIT_OK) {
+        if (c->json)
+            printf("%s\n", json_object_to_json_string_ext(
+                                reply, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+                                           JSON_C_TO_STRING_NOSLASHESCAPE));
+        else
+            ctl_print_status(stdout, reply);
+        rc = ctl_all_running(reply) ? CTL_EXIT_OK : CTL_EXIT_FAIL;
+    } else if (c->json && rc == CTL_EXIT_NOT_RUNNING) {
+        printf("{ \"ok\": false, \"error\": \"supervisor not running\" }\n");
+    }
+    json_object_put(reply);
+    return rc;
+}
+
+/* Waits until NAME runs again under a pid other than OLD. */
+static int wait_restarted(const struct ctl *c, const char *name, long old)
+{
+    double deadline = ctl_now() + c->timeout;
+    char err[256];
+
+    while (ctl_now() < deadline) {
+        json_object *st = NULL, *srv;
+
+        if (ctl_request(c, "status", &st, err, sizeof(err)) == 0 &&
+            (srv = ctl_server(st, name)) != NULL &&
+            strcmp(ctl_str(srv, "state", ""), "running") == 0 && ctl_int(srv, "pid", 0) != old) {
+            printf("%s restarted (pid %ld)\n", name, ctl_int(srv, "pid", 0));
+            json_object_put(st);
+            return CTL_EXIT_OK;
+        }
+        json_object_put(st);
+        ctl_sleep_ms(50);
+    }
+    fprintf(stderr, "herdctl: %s is not running again after %.0f s\n", name, c->timeout);
+    return CTL_EXIT_FAIL;
+}
+
+static int cmd_restart(const struct ctl *c, const char *name)
+{
+    char line[CTLPROTO_REQ_MAX];
+    json_object *reply = NULL;
+    long old;
+    int rc;
+
+    snprintf(line, sizeof(line), "restart %s", name);
+    rc = talk(c, line, &reply);
+    old = rc == CTL_EXIT_OK ? ctl_int(reply, "pid", 0) : 0;
+    json_object_put(reply);
+    return rc == CTL_EXIT_OK ? wait_restarted(c, name, old) : rc;
+}
+
+static int cmd_kill(const struct ctl *c, const char *name, const char *sig)
+{
+    char line[CTLPROTO_REQ_MAX], canon[32];
+    json_object *reply = NULL;
+    int signum = sig ? ctlproto_signum(sig) : 9, rc;
+
+    if (signum < 0) {
+        fprintf(stderr, "herdctl: unknown signal \"%s\"\n", sig);
+        return CTL_EXIT_USAGE;
+    }
+    ctlproto_signame(signum, canon, sizeof(canon));
+    snprintf(line, sizeof(line), "kill %s %s", name, canon);
+    rc = talk(c, line, &reply);
+    if (rc == CTL_EXIT_OK)
+        printf("sent %s to %s (pid %ld)\n", canon, name, ctl_int(reply, "pid", 0));
+    json_object_put(reply);
+    return rc;
+}
+
+static void print_names(const char *label, json_object *reply, const char *key)
+{
+    json_object *arr;
+    size_t n;
+
+    if (!json_object_object_get_ex(reply, key, &arr) || (n = json_object_array_length(arr)) == 0)
+        return;
+    printf("%s:", label);
+    for (size_t i = 0; i < n; i++)
+        printf(" %s", json_object_get_string(json_object_array_get_idx(arr, i)));
+    printf("\n");
+}
+
+static int cmd_plain(const struct ctl *c, const char *what)
+{
+    json_object *reply = NULL;
+    int rc = talk(c, what, &reply);
+
+    if (rc == CTL_EXIT_OK && strcmp(what, "reload") == 0) {
+        print_names("added", reply, "added");
+        print_names("removed", reply, "removed");
+        print_names("restarted", reply, "changed");
+        print_names("unchanged", reply, "unchanged");
+        print_names("note", reply, "warnings");
+    } else if (rc == CTL_EXIT_OK) {
+        printf("%s: ok\n", what);
+    }
+    json_object_put(reply);
+    return rc;
+}
+
+static int cmd_check(const struct ctl *c)
+{
+    printf("%s: syntax is ok, %zu server%s\n", c->config, c->cfg->nservers,
+           c->cfg->nservers == 1 ? "" : "s");
+    return CTL_EXIT_OK;
+}
+
+static int run(struct ctl *c, int argc, char **argv)
+{
+    const char *cmd = argv[0];
+
+    if (argc == 1 && strcmp(cmd, "start") == 0)
+        return ctl_start(c);
+    if (argc == 1 && strcmp(cmd, "stop") == 0)
+        return ctl_stop(c);
+    if (argc == 1 && strcmp(cmd, "status") == 0)
+        return cmd_status(c);
+    if (argc == 2 && strcmp(cmd, "restart") == 0)
+        return cmd_restart(c, argv[1]);
+    if ((argc == 2 || argc == 3) && strcmp(cmd, "kill") == 0)
+        return cmd_kill(c, argv[1], argc == 3 ? argv[2] : NULL);
+    if (argc == 1 && (strcmp(cmd, "reopen-logs") == 0 || strcmp(cmd, "reload") == 0))
+        return cmd_plain(c, cmd);
+    if (argc == 1 && strcmp(cmd, "check-config") == 0)
+        return cmd_check(c);
+    fprintf(stderr, "herdctl: bad command \"%s\" (or its arguments); see herdctl --help\n", cmd);
+    return CTL_EXIT_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+    static struct ctl ctl;
+    struct ctl *c = &ctl;
+    char err[1024];
+    int first = parse_args(argc, argv, c), rc;
+
+    if (first < 0)
+        return CTL_EXIT_USAGE;
+    if (cfg_load(c->config, &c->cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s\n", err);
+        if (strcmp(argv[first], "check-config") == 0)
+            fprintf(stderr, "herdctl: %s: test failed\n", c->config);
+        return CTL_EXIT_USAGE;
+    }
+    if (ctlproto_path(c->sock_path, sizeof(c->sock_path), c->cfg->run_dir, CTLPROTO_SOCK_NAME) ||
+        ctlproto_path(c->pid_path, sizeof(c->pid_path), c->cfg->run_dir, CTLPROTO_PID_NAME)) {
+        fprintf(stderr, "herdctl: run_dir too long\n");
+        cfg_free(c->cfg);
+        return CTL_EXIT_USAGE;
+    }
+    rc = run(c, argc - first, argv + first);
+    cfg_free(c->cfg);
+    return rc;
+}

@@ -1,0 +1,164 @@
+/*
+ * ctl_table: the status table herdctl prints, one aligned row per server:
+ * NAME PID PORT STATE UPTIME RESTARTS CLIENTS LINKS and a last column that
+ * says why a worker is not running (its last exit, when the next try comes).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "ctl.h"
+
+#define NCOLS 9
+#define CELL  96
+
+static const char *const heads[NCOLS] = {"NAME",     "PID",     "PORT",  "STATE",
+                                         "UPTIME",   "RESTARTS", "CLIENTS", "LINKS",
+                                         "LAST EXIT / NEXT TRY"};
+
+void ctl_format_duration(double secs, char *buf, size_t len)
+{
+    long s = (long)secs;
+
+    if (secs < 0)
+        snprintf(buf, len, "-");
+    else if (secs < 10)
+        snprintf(buf, len, "%.1fs", secs);
+    else if (s < 60)
+        snprintf(buf, len, "%lds", s);
+    else if (s < 3600)
+        snprintf(buf, len, "%ldm%02lds", s / 60, s % 60);
+    else if (s < 86400)
+        snprintf(buf, len, "%ldh%02ldm", s / 3600, s % 3600 / 60);
+    else
+        snprintf(buf, len, "%ldd%02ldh", s / 86400, s % 86400 / 3600);
+}
+
+static double get_double(json_object *obj, const char *key)
+{
+    json_object *v;
+
+    if (!json_object_object_get_ex(obj, key, &v) || v == NULL)
+        return -1;
+    return json_object_get_double(v);
+}
+
+static void num_or_dash(char *buf, json_object *srv, const char *key)
+{
+    long v = ctl_int(srv, key, -1);
+
+    if (v < 0)
+        snprintf(buf, CELL, "-");
+    else
+        snprintf(buf, CELL, "%ld", v);
+}
+
+/* The last column: why it is not running, or how it last ended. */
+static void why_cell(char *buf, json_object *srv)
+{
+    const char *last = ctl_str(srv, "last_exit", NULL);
+    const char *state = ctl_str(srv, "state", "");
+    double next = get_double(srv, "next_try");
+    char d[32];
+
+    if (strcmp(state, "backoff") == 0) {
+        ctl_format_duration(next, d, sizeof(d));
+        snprintf(buf, CELL, "%s%s, next try in %s", last ? last : "?",
+                 ctl_bool(srv, "config_error") ? " (config error)" : "", d);
+    } else {
+        snprintf(buf, CELL, "%s", last ? last : "-");
+    }
+}
+
+static void row_cells(char cells[NCOLS][CELL], json_object *srv)
+{
+    char d[32];
+    long up = ctl_int(srv, "links_up", -1), total = ctl_int(srv, "links_total", -1);
+
+    snprintf(cells[0], CELL, "%s", ctl_str(srv, "name", "?"));
+    num_or_dash(cells[1], srv, "pid");
+    num_or_dash(cells[2], srv, "port");
+    snprintf(cells[3], CELL, "%s", ctl_str(srv, "state", "?"));
+    ctl_format_duration(get_double(srv, "uptime"), d, sizeof(d));
+    snprintf(cells[4], CELL, "%s", d);
+    num_or_dash(cells[5], srv, "restarts");
+    num_or_dash(cells[6], srv, "clients");
+    if (up < 0 || total < 0)
+        snprintf(cells[7], CELL, "-");
+    else
+        snprintf(cells[7], CELL, "%ld/%ld", up, total);
+    why_cell(cells[8], srv);
+}
+
+static void print_row(FILE *f, char cells[NCOLS][CELL], const size_t *width)
+{
+    for (int i = 0; i < NCOLS; i++) {
+        if (i == NCOLS - 1)
+            fprintf(f, "%s\n", cells[i]);
+        else
+            fprintf(f, "%-*s  ", (int)width[i], cells[i]);
+    }
+}
+
+void ctl_print_status(FILE *f, json_object *reply)
+{
+    json_object *servers, *sup;
+    size_t n, width[NCOLS];
+    char cells[NCOLS][CELL], d[32];
+
+    if (json_object_object_get_ex(reply, "supervisor", &sup) && sup != NULL) {
+        ctl_format_duration(get_double(sup, "uptime"), d, sizeof(d));
+        fprintf(f, "herd-supervisor pid %ld, %s, up %s, %s\n", ctl_int(sup, "pid", 0),
+                ctl_str(sup, "state", "?"), d, ctl_str(sup, "config", "?"));
+    }
+    if (!json_object_object_get_ex(reply, "servers", &servers) ||
+        !json_object_is_type(servers, json_type_array))
+        return;
+    n = json_object_array_length(servers);
+    for (int i = 0; i < NCOLS; i++)
+        width[i] = strlen(heads[i]);
+    for (size_t r = 0; r < n; r++) {
+        row_cells(cells, json_object_array_get_idx(servers, r));
+        for (int i = 0; i < NCOLS; i++)
+            if (strlen(cells[i]) > width[i])
+                width[i] = strlen(cells[i]);
+    }
+    for (int i = 0; i < NCOLS; i++)
+        snprintf(cells[i], CELL, "%s", heads[i]);
+    print_row(f, cells, width);
+    for (size_t r = 0; r < n; r++) {
+        row_cells(cells, json_object_array_get_idx(servers, r));
+        print_row(f, cells, width);
+    }
+}
+
+int ctl_all_running(json_object *reply)
+{
+    json_object *servers, *sup;
+
+    if (json_object_object_get_ex(reply, "supervisor", &sup) &&
+        strcmp(ctl_str(sup, "state", ""), "running") != 0)
+        return 0;
+    if (!json_object_object_get_ex(reply, "servers", &servers) ||
+        !json_object_is_type(servers, json_type_array))
+        return 0;
+    for (size_t i = 0; i < json_object_array_length(servers); i++)
+        if (strcmp(ctl_str(json_object_array_get_idx(servers, i), "state", ""), "running") != 0)
+            return 0;
+    return 1;
+}
+
+json_object *ctl_server(json_object *reply, const char *name)
+{
+    json_object *servers;
+
+    if (!json_object_object_get_ex(reply, "servers", &servers) ||
+        !json_object_is_type(servers, json_type_array))
+        return NULL;
+    for (size_t i = 0; i < json_object_array_length(servers); i++) {
+        json_object *srv = json_object_array_get_idx(servers, i);
+
+        if (strcmp(ctl_str(srv, "name", ""), name) == 0)
+            return srv;
+    }
+    return NULL;
+}

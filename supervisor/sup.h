@@ -1,0 +1,126 @@
+/*
+ * sup: herd-supervisor's shared state. One struct sup per process, one
+ * struct sup_proc per server it runs; everything runs on libev's default loop
+ * (ev_child needs it). sup_main.c owns start-up and shutdown, sup_proc.c the
+ * worker processes and the restart policy, sup_chan.c the worker channels,
+ * sup_ctl.c the control socket, sup_req.c the requests, sup_reload.c reload.
+ */
+#ifndef HERD_SUP_H
+#define HERD_SUP_H
+
+#include <ev.h>
+#include <json.h>
+#include <limits.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "config.h"
+
+/* A worker's state as status shows it. */
+enum sup_state {
+    SUP_STARTING = 0, /* forked, has not said "ready" yet */
+    SUP_RUNNING,      /* said "ready": it listens */
+    SUP_BACKOFF,      /* exited; restart_timer brings it back */
+    SUP_STOPPING,     /* SIGTERM sent; kill_timer sends SIGKILL */
+    SUP_STOPPED,      /* no process, none coming (shutdown) */
+};
+
+/* What to do when the process exits. */
+enum sup_want {
+    SUP_WANT_RUN = 0, /* it should not exit: an exit is a crash */
+    SUP_WANT_RESTART, /* restart NAME / changed by reload: start again at once */
+    SUP_WANT_STOP,    /* supervisor shutdown: stay stopped */
+    SUP_WANT_REMOVE,  /* removed by reload: free the proc */
+};
+
+#define SUP_CHAN_BUF 8192 /* longest channel line from a worker */
+
+struct sup;
+
+struct sup_proc {
+    struct sup      *sup;
+    struct sup_proc *next;
+    char            *name;         /* owned */
+    char            *host;         /* owned; for status */
+    uint16_t         port;
+    pid_t            pid;          /* 0: no process */
+    enum sup_state   state;
+    enum sup_want    want;
+    int              chan_fd;      /* supervisor's end, -1 when closed */
+    ev_child         child_w;
+    ev_io            chan_w;
+    ev_timer         hb_timer;     /* heartbeat_timeout of silence kills it */
+    ev_timer         restart_timer;/* backoff delay */
+    ev_timer         kill_timer;   /* stop_timeout after SIGTERM */
+    ev_tstamp        started;      /* ev_now() at fork */
+    ev_tstamp        last_msg;     /* ev_now() at the last channel message */
+    unsigned         restarts;     /* forks after the first */
+    unsigned         fails;        /* consecutive quick exits */
+    double           backoff;      /* delay of the pending try, seconds */
+    int              has_exit;
+    int              last_status;  /* waitpid status of the last exit */
+    int              hb_killed;    /* the last exit was our heartbeat SIGKILL */
+    int              reopen_pending;/* send SIGUSR1 once it is ready */
+    json_object     *stats;        /* last heartbeat, owned; NULL before one */
+    size_t           rlen;
+    char             rbuf[SUP_CHAN_BUF];
+};
+
+struct sup_client;
+
+struct sup {
+    struct ev_loop   *loop;
+    struct cfg_herd  *cfg;          /* owned; replaced by reload */
+    const char       *node;         /* --node, else cfg->node, else NULL */
+    const char       *node_arg;     /* --node, borrowed from argv */
+    char              worker_path[PATH_MAX];
+    char              sock_path[PATH_MAX];
+    char              pid_path[PATH_MAX];
+    char              log_path[PATH_MAX];
+    int               pid_fd;       /* holds the flock for our whole life */
+    int               ctl_fd;
+    int               foreground;
+    int               log_opened;
+    int               stopping;     /* shutdown started: no restarts */
+    ev_tstamp         started;
+    ev_io             ctl_w;
+    ev_signal         sig_term, sig_int, sig_hup;
+    ev_prepare        flush_w;      /* log_flush before the loop sleeps */
+    ev_timer          flush_timer;  /* and every 100 ms under load */
+    struct sup_proc  *procs;        /* in configuration order */
+    struct sup_client *clients;
+};
+
+/* sup_main.c */
+/* Whether a supervisor for NODE (NULL: all) runs SRV. */
+int sup_selected(const char *node, const struct cfg_server *srv);
+void sup_shutdown(struct sup *s, const char *why);
+void sup_check_stopped(struct sup *s);
+void sup_reopen_logs(struct sup *s);
+
+/* sup_proc.c */
+struct sup_proc *sup_proc_new(struct sup *s, const struct cfg_server *srv);
+void sup_proc_free(struct sup_proc *p);
+struct sup_proc *sup_proc_find(struct sup *s, const char *name);
+void sup_proc_spawn(struct sup_proc *p);
+void sup_proc_stop(struct sup_proc *p, enum sup_want want);
+void sup_proc_restart(struct sup_proc *p);
+void sup_proc_kill_now(struct sup_proc *p);
+const char *sup_state_name(enum sup_state st);
+
+/* sup_chan.c */
+void sup_chan_start(struct sup_proc *p, int fd);
+void sup_chan_close(struct sup_proc *p);
+
+/* sup_ctl.c */
+int sup_ctl_open(struct sup *s, char *err, size_t errlen);
+void sup_ctl_close(struct sup *s);
+
+/* sup_req.c: the reply to one request line; the caller owns it. */
+json_object *sup_req_handle(struct sup *s, const char *line);
+json_object *sup_req_status(struct sup *s);
+
+/* sup_reload.c: fills REPLY; 0, or -1 with the reason in REPLY. */
+int sup_reload(struct sup *s, json_object *reply);
+
+#endif

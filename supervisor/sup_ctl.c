@@ -1,0 +1,284 @@
+/*
+ * sup_ctl: the control socket run_dir/herd.sock (mode 0600, own uid only by
+ * SO_PEERCRED). Each connection carries one request line and gets one JSON
+ * reply, then is closed. Clients are non-blocking with a bounded request and
+ * a deadline, so a stuck client never holds up the loop.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ctlproto.h"
+#include "log.h"
+#include "net.h"
+#include "sup.h"
+
+#define CLIENT_DEADLINE 5.0 /* seconds to send a request and read the reply */
+#define CLIENT_MAX      32  /* concurrent control connections */
+
+struct sup_client {
+    struct sup        *sup;
+    struct sup_client *next;
+    int                fd;
+    ev_io              io;
+    ev_timer           deadline;
+    char              *out;    /* owned: the reply, once made */
+    size_t             outlen, outpos;
+    size_t             inlen;
+    char               in[CTLPROTO_REQ_MAX];
+};
+
+static ev_timer accept_pause; /* accept stops for a moment when out of fds */
+
+static size_t client_count(const struct sup *s)
+{
+    size_t n = 0;
+
+    for (const struct sup_client *c = s->clients; c != NULL; c = c->next)
+        n++;
+    return n;
+}
+
+/* Frees C; callers return right after, so nothing touches it again. */
+static void client_free(struct sup_client *c)
+{
+    struct sup_client **pp = &c->sup->clients;
+
+    while (*pp != NULL && *pp != c)
+        pp = &(*pp)->next;
+    if (*pp == c)
+        *pp = c->next;
+    ev_io_stop(c->sup->loop, &c->io);
+    ev_timer_stop(c->sup->loop, &c->deadline);
+    close(c->fd);
+    free(c->out);
+    free(c);
+}
+
+/* Writes what it can; 1 when the whole reply is out (or the peer left). */
+static int client_write(struct sup_client *c)
+{
+    while (c->outpos < c->outlen) {
+        ssize_t n = send(c->fd, c->out + c->outpos, c->outlen - c->outpos,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        if (n < 0)
+            return 1;
+        c->outpos += (size_t)n;
+    }
+    return 1;
+}
+
+/* Sets REPLY (consumed) as C's answer and starts sending it. */
+static void client_reply(struct sup_client *c, json_object *reply)
+{
+    size_t len = 0;
+    const char *s = json_object_to_json_string_length(
+        reply, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+
+    c->out = malloc(len + 1);
+    if (c->out != NULL) {
+        memcpy(c->out, s, len);
+        c->out[len] = '\n';
+        c->outlen = len + 1;
+    }
+    json_object_put(reply);
+    ev_io_stop(c->sup->loop, &c->io);
+    if (client_write(c)) {
+        client_free(c);
+        return;
+    }
+    ev_io_set(&c->io, c->fd, EV_WRITE);
+    ev_io_start(c->sup->loop, &c->io);
+}
+
+static json_object *error_reply(const char *msg)
+{
+    json_object *o = json_object_new_object();
+
+    json_object_object_add(o, "ok", json_object_new_boolean(0));
+    json_object_object_add(o, "error", json_object_new_string(msg));
+    return o;
+}
+
+/* Reads the request; 1 when C is complete (a line, EOF or an error). */
+static int client_read(struct sup_client *c, int *failed)
+{
+    for (;;) {
+        ssize_t n = read(c->fd, c->in + c->inlen, sizeof(c->in) - 1 - c->inlen);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        if (n < 0) {
+            *failed = 1;
+            return 1;
+        }
+        if (n == 0)
+            return 1; /* EOF: the request is what came, newline or not */
+        c->inlen += (size_t)n;
+        c->in[c->inlen] = '\0';
+        if (memchr(c->in, '\n', c->inlen) != NULL)
+            return 1;
+        if (c->inlen == sizeof(c->in) - 1) {
+            *failed = 2;
+            return 1;
+        }
+    }
+}
+
+static void client_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct sup_client *c = io->data;
+    int failed = 0;
+
+    (void)loop;
+    if (revents & EV_WRITE) {
+        if (client_write(c))
+            client_free(c);
+        return;
+    }
+    if (!client_read(c, &failed))
+        return;
+    if (failed == 1 || (failed == 0 && c->inlen == 0)) {
+        client_free(c);
+        return;
+    }
+    if (failed == 2) {
+        client_reply(c, error_reply("request too long"));
+        return;
+    }
+    c->in[strcspn(c->in, "\r\n")] = '\0';
+    client_reply(c, sup_req_handle(c->sup, c->in));
+}
+
+static void deadline_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct sup_client *c = t->data;
+
+    (void)loop;
+    (void)revents;
+    log_warn("control: client timed out");
+    client_free(c);
+}
+
+/* Refuses anyone but our own uid, whatever the socket's mode says. */
+static int peer_allowed(int fd)
+{
+    unsigned uid;
+
+    if (net_peer_uid(fd, &uid) != 0) {
+        log_warn("control: peer credentials: %s", strerror(errno));
+        return 0;
+    }
+    if (uid != (unsigned)geteuid()) {
+        log_warn("control: refused a connection from uid %u", uid);
+        return 0;
+    }
+    return 1;
+}
+
+static void client_new(struct sup *s, int fd)
+{
+    struct sup_client *c;
+
+    if (!peer_allowed(fd)) {
+        static const char no[] = "{\"ok\":false,\"error\":\"permission denied\"}\n";
+        ssize_t rc = send(fd, no, sizeof(no) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+        (void)rc;
+        close(fd);
+        return;
+    }
+    if (client_count(s) >= CLIENT_MAX || (c = calloc(1, sizeof(*c))) == NULL) {
+        log_warn("control: too many clients, connection dropped");
+        close(fd);
+        return;
+    }
+    c->sup = s;
+    c->fd = fd;
+    c->next = s->clients;
+    s->clients = c;
+    ev_io_init(&c->io, client_cb, fd, EV_READ);
+    ev_timer_init(&c->deadline, deadline_cb, CLIENT_DEADLINE, 0.);
+    c->io.data = c->deadline.data = c;
+    ev_io_start(s->loop, &c->io);
+    ev_timer_start(s->loop, &c->deadline);
+}
+
+static void pause_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct sup *s = t->data;
+
+    (void)revents;
+    ev_io_start(loop, &s->ctl_w);
+}
+
+static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct sup *s = io->data;
+
+    (void)revents;
+    for (;;) {
+        int fd = accept4(s->ctl_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+        if (fd >= 0) {
+            client_new(s, fd);
+            continue;
+        }
+        if (errno == EINTR || errno == ECONNABORTED)
+            continue;
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            /* The connection stays queued and the io watcher would spin. */
+            log_error("control: accept: %s; pausing 1 s", strerror(errno));
+            ev_io_stop(loop, io);
+            ev_timer_start(loop, &accept_pause);
+        }
+        return;
+    }
+}
+
+int sup_ctl_open(struct sup *s, char *err, size_t errlen)
+{
+    /* We hold the pid file's lock, so a socket file here is a crash's
+     * leftover: nobody can be listening on it. */
+    if (unlink(s->sock_path) != 0 && errno != ENOENT) {
+        snprintf(err, errlen, "%s: %s", s->sock_path, strerror(errno));
+        return -1;
+    }
+    s->ctl_fd = net_unix_listen(s->sock_path, 0600, err, errlen);
+    if (s->ctl_fd < 0)
+        return -1;
+    ev_io_init(&s->ctl_w, accept_cb, s->ctl_fd, EV_READ);
+    s->ctl_w.data = s;
+    ev_io_start(s->loop, &s->ctl_w);
+    ev_timer_init(&accept_pause, pause_cb, 1., 0.);
+    accept_pause.data = s;
+    return 0;
+}
+
+void sup_ctl_close(struct sup *s)
+{
+    while (s->clients != NULL) {
+        struct sup_client *c = s->clients;
+
+        /* A reply still queued (the answer to "stop") gets a last chance. */
+        client_write(c);
+        client_free(c);
+    }
+    if (s->ctl_fd >= 0) {
+        ev_io_stop(s->loop, &s->ctl_w);
+        ev_timer_stop(s->loop, &accept_pause);
+        close(s->ctl_fd);
+        s->ctl_fd = -1;
+        unlink(s->sock_path);
+    }
+}

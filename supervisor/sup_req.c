@@ -1,0 +1,227 @@
+/*
+ * sup_req: the control requests (status, stop, restart NAME, kill NAME
+ * SIGNAL, reopen-logs, reload) and their JSON replies, as documented in
+ * docs/control-protocol.md. Every reply has "ok"; a refusal has "error".
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ctlproto.h"
+#include "fsutil.h"
+#include "log.h"
+#include "sup.h"
+
+#define REQ_WORDS 4
+
+static json_object *reply_new(int ok)
+{
+    json_object *o = json_object_new_object();
+
+    json_object_object_add(o, "ok", json_object_new_boolean(ok));
+    return o;
+}
+
+static json_object *reply_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static json_object *reply_error(const char *fmt, ...)
+{
+    char msg[256];
+    json_object *o = reply_new(0);
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    json_object_object_add(o, "error", json_object_new_string(msg));
+    return o;
+}
+
+static void add_double(json_object *o, const char *key, double v)
+{
+    char text[32];
+
+    /* Milliseconds are all anyone reads; json-c would print 17 digits. */
+    snprintf(text, sizeof(text), "%.3f", v);
+    json_object_object_add(o, key, json_object_new_double_s(v, text));
+}
+
+static void add_exit(json_object *o, const struct sup_proc *p)
+{
+    char text[64], sig[32];
+    int st = p->last_status;
+
+    if (!p->has_exit) {
+        json_object_object_add(o, "last_exit", NULL);
+        return;
+    }
+    ctlproto_describe_status(st, text, sizeof(text));
+    if (p->hb_killed && p->pid == 0)
+        strncat(text, " (heartbeat timeout)", sizeof(text) - strlen(text) - 1);
+    json_object_object_add(o, "last_exit", json_object_new_string(text));
+    if (WIFEXITED(st))
+        json_object_object_add(o, "last_exit_code", json_object_new_int(WEXITSTATUS(st)));
+    if (WIFSIGNALED(st)) {
+        ctlproto_signame(WTERMSIG(st), sig, sizeof(sig));
+        json_object_object_add(o, "last_exit_signal", json_object_new_string(sig));
+    }
+    json_object_object_add(o, "config_error",
+                           json_object_new_boolean(WIFEXITED(st) && WEXITSTATUS(st) == 2));
+}
+
+/* Copies the gauges status tables show from the last heartbeat. */
+static void add_gauges(json_object *o, const struct sup_proc *p)
+{
+    static const char *const keys[] = {"clients", "connections", "links_up", "links_total",
+                                       "requests"};
+    json_object *v;
+
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        if (p->pid > 0 && p->stats != NULL && json_object_object_get_ex(p->stats, keys[i], &v))
+            json_object_object_add(o, keys[i], json_object_get(v));
+        else
+            json_object_object_add(o, keys[i], NULL);
+    }
+    json_object_object_add(o, "stats",
+                           p->pid > 0 && p->stats != NULL ? json_object_get(p->stats) : NULL);
+}
+
+static json_object *proc_json(struct sup *s, const struct sup_proc *p)
+{
+    json_object *o = json_object_new_object();
+    ev_tstamp now = ev_now(s->loop);
+    char log[PATH_MAX];
+
+    json_object_object_add(o, "name", json_object_new_string(p->name));
+    json_object_object_add(o, "host", json_object_new_string(p->host));
+    json_object_object_add(o, "port", json_object_new_int(p->port));
+    json_object_object_add(o, "pid", p->pid > 0 ? json_object_new_int(p->pid) : NULL);
+    json_object_object_add(o, "state", json_object_new_string(sup_state_name(p->state)));
+    if (p->pid > 0)
+        add_double(o, "uptime", now - p->started);
+    else
+        json_object_object_add(o, "uptime", NULL);
+    json_object_object_add(o, "restarts", json_object_new_int64(p->restarts));
+    json_object_object_add(o, "quick_exits", json_object_new_int64(p->fails));
+    add_exit(o, p);
+    if (p->state == SUP_BACKOFF) {
+        add_double(o, "backoff", p->backoff);
+        add_double(o, "next_try", ev_timer_remaining(s->loop, (ev_timer *)&p->restart_timer));
+    }
+    if (p->pid > 0 && p->last_msg > 0)
+        add_double(o, "heartbeat_age", now - p->last_msg);
+    if (fs_join(log, sizeof(log), s->cfg->log_dir, p->name, ".log") == 0)
+        json_object_object_add(o, "log", json_object_new_string(log));
+    add_gauges(o, p);
+    return o;
+}
+
+json_object *sup_req_status(struct sup *s)
+{
+    json_object *o = reply_new(1), *sup = json_object_new_object();
+    json_object *servers = json_object_new_array();
+
+    json_object_object_add(sup, "pid", json_object_new_int(getpid()));
+    add_double(sup, "uptime", ev_now(s->loop) - s->started);
+    json_object_object_add(sup, "state", json_object_new_string(s->stopping ? "stopping"
+                                                                            : "running"));
+    json_object_object_add(sup, "config", json_object_new_string(s->cfg->path));
+    json_object_object_add(sup, "node", s->node ? json_object_new_string(s->node) : NULL);
+    json_object_object_add(sup, "socket", json_object_new_string(s->sock_path));
+    json_object_object_add(sup, "log", json_object_new_string(s->log_path));
+    json_object_object_add(o, "supervisor", sup);
+    for (struct sup_proc *p = s->procs; p != NULL; p = p->next)
+        json_object_array_add(servers, proc_json(s, p));
+    json_object_object_add(o, "servers", servers);
+    return o;
+}
+
+static json_object *req_restart(struct sup *s, const char *name)
+{
+    struct sup_proc *p = sup_proc_find(s, name);
+    json_object *o;
+
+    if (p == NULL)
+        return reply_error("no server \"%s\"", name);
+    if (s->stopping)
+        return reply_error("%s", "the supervisor is stopping");
+    if (p->want == SUP_WANT_REMOVE)
+        return reply_error("\"%s\" is being removed", name);
+    log_info("control: restart %s", name);
+    o = reply_new(1);
+    json_object_object_add(o, "name", json_object_new_string(name));
+    json_object_object_add(o, "pid", p->pid > 0 ? json_object_new_int(p->pid) : NULL);
+    sup_proc_restart(p);
+    return o;
+}
+
+static json_object *req_kill(struct sup *s, const char *name, const char *signame)
+{
+    struct sup_proc *p = sup_proc_find(s, name);
+    int sig = signame ? ctlproto_signum(signame) : SIGKILL;
+    char canon[32];
+    json_object *o;
+
+    if (p == NULL)
+        return reply_error("no server \"%s\"", name);
+    if (sig < 0)
+        return reply_error("unknown signal \"%s\"", signame);
+    if (p->pid <= 0)
+        return reply_error("\"%s\" has no process now", name);
+    ctlproto_signame(sig, canon, sizeof(canon));
+    log_info("control: kill %s (pid %d) %s", name, (int)p->pid, canon);
+    if (kill(p->pid, sig) != 0)
+        return reply_error("kill: %s", strerror(errno));
+    o = reply_new(1);
+    json_object_object_add(o, "name", json_object_new_string(name));
+    json_object_object_add(o, "pid", json_object_new_int(p->pid));
+    json_object_object_add(o, "signal", json_object_new_string(canon));
+    return o;
+}
+
+static json_object *req_simple(struct sup *s, const char *what)
+{
+    json_object *o = reply_new(1);
+
+    if (strcmp(what, "stop") == 0) {
+        json_object_object_add(o, "pid", json_object_new_int(getpid()));
+        sup_shutdown(s, "stop request");
+    } else if (strcmp(what, "reopen-logs") == 0) {
+        log_info("control: reopen-logs");
+        sup_reopen_logs(s);
+    } else if (strcmp(what, "reload") == 0) {
+        sup_reload(s, o);
+    }
+    return o;
+}
+
+json_object *sup_req_handle(struct sup *s, const char *line)
+{
+    char buf[CTLPROTO_REQ_MAX], *save = NULL, *w[REQ_WORDS];
+    size_t n = 0;
+
+    snprintf(buf, sizeof(buf), "%s", line);
+    for (char *t = strtok_r(buf, " \t", &save); t != NULL; t = strtok_r(NULL, " \t", &save)) {
+        if (n == REQ_WORDS)
+            return reply_error("%s", "too many words in request");
+        w[n++] = t;
+    }
+    if (n == 0)
+        return reply_error("%s", "empty request");
+    if (n == 1 && strcmp(w[0], "status") == 0)
+        return sup_req_status(s);
+    if (n == 1 && (strcmp(w[0], "stop") == 0 || strcmp(w[0], "reopen-logs") == 0 ||
+                   strcmp(w[0], "reload") == 0))
+        return req_simple(s, w[0]);
+    if (strcmp(w[0], "restart") == 0)
+        return n == 2 ? req_restart(s, w[1]) : reply_error("%s", "usage: restart NAME");
+    if (strcmp(w[0], "kill") == 0)
+        return n == 2 || n == 3 ? req_kill(s, w[1], n == 3 ? w[2] : NULL)
+                                : reply_error("%s", "usage: kill NAME [SIGNAL]");
+    return reply_error("unknown request \"%s\" (status, stop, restart NAME, kill NAME "
+                       "SIGNAL, reopen-logs, reload)", w[0]);
+}
