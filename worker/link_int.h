@@ -1,0 +1,92 @@
+/*
+ * link_int: what the files of the links module share and nobody else sees.
+ * links.c owns the links, dialling, knocking and the handshake; link_sync.c
+ * owns the traffic of a live link (AT lines, heartbeats, the resync dump).
+ * A struct link lives as long as the worker; a struct lconn lives as long
+ * as one TCP connection of a link and hangs off conn->ud.
+ */
+#ifndef HERD_LINK_INT_H
+#define HERD_LINK_INT_H
+
+#include <ev.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "conn.h"
+#include "link_proto.h"
+
+struct links;
+struct worker;
+
+/* The states of one link connection; the comment says what it waits for. */
+enum lc_state {
+    LC_DIALING,    /* dialer: the TCP connect to complete */
+    LC_HELLO_SENT, /* dialer: WELCOME */
+    LC_AUTH_SENT,  /* dialer: OK (the acceptor checks our proof first) */
+    LC_WELCOMED,   /* acceptor: AUTH */
+    LC_UP,         /* nothing: AT lines, heartbeats and resync flow both ways */
+};
+
+struct lconn {
+    struct link   *l;
+    struct conn   *c;
+    enum lc_state  state;
+    int            dialled;   /* this side dialled it */
+    const char    *why;       /* set before a deliberate close, for the log */
+    char           nonce_d[LINK_NONCE_HEX + 1];
+    char           nonce_a[LINK_NONCE_HEX + 1];
+    /* resync dump to the neighbour (link_sync.c) */
+    int            dumping;
+    size_t         cursor;    /* next store record number to send */
+    size_t         out_recs, out_bytes;
+    double         out_t0;
+    /* resync dump from the neighbour */
+    uint64_t       sync_left; /* AT lines of the current SYNC batch still due */
+    int            in_sync;
+    size_t         in_recs, in_new, in_bytes;
+    double         in_t0;
+};
+
+struct link {
+    struct links            *ls;
+    const struct cfg_server *peer;
+    int                      we_dial;  /* our name sorts first: we dial, it accepts */
+    struct lconn            *up;       /* the live connection; NULL while down */
+    struct lconn            *hs;       /* a handshake in progress; NULL if none */
+    struct conn             *knock;    /* our start-up knock while in flight */
+    ev_timer                 redial;
+    ev_timer                 ping;
+    double                   backoff;  /* next redial delay before jitter */
+    double                   last_dial;
+    double                   up_since;
+    unsigned                 failures; /* dial attempts since the link was last up */
+};
+
+struct links {
+    struct worker *w;
+    struct link   *v;        /* owned; one per configured neighbour */
+    size_t         n;
+    uint64_t       rng;      /* xorshift state for backoff jitter */
+    int            stopping; /* links_free is closing everything: no redials */
+};
+
+/* Logs a line sent or received on L at LEVEL ("link NAME in" / "out"). */
+void link_log_io(int level, const struct link *l, const char *dir, const char *line,
+                 size_t len);
+
+/* Sends one control line (formatted, '\n' added) and logs it at LEVEL.
+ * Returns -1 when the conn closed (LC may be freed by then). */
+int link_send_ctl(struct lconn *lc, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* link_sync.c: a line on a live link. */
+void link_up_line(struct lconn *lc, char *line, size_t len);
+
+/* link_sync.c: starts the resync dump to the neighbour (link just came up). */
+void link_resync_start(struct lconn *lc);
+
+/* link_sync.c: the output queue fell under low water: queue the next batch. */
+void link_resync_fill(struct lconn *lc);
+
+#endif

@@ -1,0 +1,182 @@
+/*
+ * link_proto: parses "HERD/1 VERB ARGS..." control lines. Strict about the
+ * shape of every argument (names, hex nonces and proofs, counts) so the
+ * state machine in links.c only ever sees well-formed values; lenient about
+ * white space so a "\r\n" peer still works.
+ */
+#include "link_proto.h"
+
+#include <string.h>
+
+#define MAX_FIELDS 6 /* version, verb, up to three arguments, one more to catch excess */
+
+static int is_white(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v';
+}
+
+static int is_lower_hex(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
+
+int link_str_is(struct proto_str f, const char *z)
+{
+    size_t n = strlen(z);
+    return f.len == n && memcmp(f.p, z, n) == 0;
+}
+
+int link_name_ok(const char *s, size_t len)
+{
+    if (len == 0 || len > LINK_NAME_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '_' || c == '.' || c == '-';
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+static int hex_ok(struct proto_str f, size_t want)
+{
+    if (f.len != want)
+        return 0;
+    for (size_t i = 0; i < f.len; i++)
+        if (!is_lower_hex(f.p[i]))
+            return 0;
+    return 1;
+}
+
+static int proof_ok(struct proto_str f)
+{
+    return link_str_is(f, "-") || hex_ok(f, LINK_PROOF_HEX);
+}
+
+/* A decimal count without sign or leading junk, at most LINK_COUNT_MAX. */
+static int count_ok(struct proto_str f, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (f.len == 0 || f.len > 13)
+        return 0;
+    for (size_t i = 0; i < f.len; i++) {
+        if (f.p[i] < '0' || f.p[i] > '9')
+            return 0;
+        v = v * 10 + (uint64_t)(f.p[i] - '0');
+    }
+    if (v > LINK_COUNT_MAX)
+        return 0;
+    *out = v;
+    return 1;
+}
+
+/* Splits into at most MAX_FIELDS fields; returns the count (MAX_FIELDS means
+ * "that many or more"). */
+static int split(const char *line, size_t len, struct proto_str *f)
+{
+    int n = 0;
+    size_t i = 0;
+    while (n < MAX_FIELDS) {
+        while (i < len && is_white((unsigned char)line[i]))
+            i++;
+        if (i == len)
+            break;
+        size_t start = i;
+        while (i < len && !is_white((unsigned char)line[i]))
+            i++;
+        f[n].p = line + start;
+        f[n].len = i - start;
+        n++;
+    }
+    return n;
+}
+
+/* The rest of the line after field F, without surrounding white space. */
+static struct proto_str rest_after(const char *line, size_t len, struct proto_str f)
+{
+    size_t i = (size_t)(f.p - line) + f.len;
+    while (i < len && is_white((unsigned char)line[i]))
+        i++;
+    size_t end = len;
+    while (end > i && is_white((unsigned char)line[end - 1]))
+        end--;
+    return (struct proto_str){ line + i, end - i };
+}
+
+static enum link_kind parse_hello(const struct proto_str *f, int n, struct link_msg *m)
+{
+    if (n != 5)
+        return LINK_MSG_INVALID;
+    if (!link_name_ok(f[2].p, f[2].len) || !link_name_ok(f[3].p, f[3].len) ||
+        !hex_ok(f[4], LINK_NONCE_HEX))
+        return LINK_MSG_INVALID;
+    m->name = f[2];
+    m->target = f[3];
+    m->nonce = f[4];
+    return LINK_MSG_HELLO;
+}
+
+/* Verbs with fixed arguments: WELCOME, AUTH, OK, KNOCK, PING, PONG, SYNC(ED). */
+static enum link_kind parse_verb(const struct proto_str *f, int n, struct link_msg *m)
+{
+    struct proto_str v = f[1];
+    if (link_str_is(v, "WELCOME") && n == 4 && link_name_ok(f[2].p, f[2].len) &&
+        hex_ok(f[3], LINK_NONCE_HEX)) {
+        m->name = f[2];
+        m->nonce = f[3];
+        return LINK_MSG_WELCOME;
+    }
+    if ((link_str_is(v, "AUTH") || link_str_is(v, "OK")) && n == 3 && proof_ok(f[2])) {
+        m->proof = f[2];
+        return link_str_is(v, "AUTH") ? LINK_MSG_AUTH : LINK_MSG_OK;
+    }
+    if (link_str_is(v, "KNOCK") && n == 4 && link_name_ok(f[2].p, f[2].len) &&
+        link_name_ok(f[3].p, f[3].len)) {
+        m->name = f[2];
+        m->target = f[3];
+        return LINK_MSG_KNOCK;
+    }
+    if (link_str_is(v, "PING") && n == 2)
+        return LINK_MSG_PING;
+    if (link_str_is(v, "PONG") && n == 2)
+        return LINK_MSG_PONG;
+    if ((link_str_is(v, "SYNC") || link_str_is(v, "SYNCED")) && n == 3 &&
+        count_ok(f[2], &m->count))
+        return link_str_is(v, "SYNC") ? LINK_MSG_SYNC : LINK_MSG_SYNCED;
+    if (link_str_is(v, "WELCOME") || link_str_is(v, "AUTH") || link_str_is(v, "OK") ||
+        link_str_is(v, "KNOCK") || link_str_is(v, "PING") || link_str_is(v, "PONG") ||
+        link_str_is(v, "SYNC") || link_str_is(v, "SYNCED"))
+        return LINK_MSG_INVALID;
+    return LINK_MSG_UNKNOWN;
+}
+
+enum link_kind link_parse(const char *line, size_t len, struct link_msg *m)
+{
+    struct proto_str f[MAX_FIELDS];
+    memset(m, 0, sizeof *m);
+    if (line == NULL)
+        len = 0;
+    int n = split(line, len, f);
+    if (n == 0 || f[0].len < 5 || memcmp(f[0].p, "HERD/", 5) != 0)
+        return m->kind = LINK_MSG_NONE;
+    if (!link_str_is(f[0], LINK_VERSION))
+        return m->kind = LINK_MSG_VERSION;
+    if (n < 2)
+        return m->kind = LINK_MSG_INVALID;
+    if (link_str_is(f[1], "REFUSED")) {
+        struct proto_str r = rest_after(line, len, f[1]);
+        m->reason = (struct proto_str){ r.p, r.len > LINK_REASON_MAX ? LINK_REASON_MAX : r.len };
+        return m->kind = LINK_MSG_REFUSED;
+    }
+    if (link_str_is(f[1], "HELLO"))
+        m->kind = parse_hello(f, n, m);
+    else
+        m->kind = parse_verb(f, n, m);
+    if (m->kind == LINK_MSG_INVALID) { /* no half-filled fields */
+        memset(m, 0, sizeof *m);
+        m->kind = LINK_MSG_INVALID;
+    }
+    return m->kind;
+}

@@ -1,0 +1,227 @@
+/*
+ * link_sync: the traffic of a live link. Received AT lines are stored and,
+ * when newer, flooded to every other live link; heartbeats answer; and when
+ * a link comes up the whole store is dumped to the neighbour in SYNC
+ * batches, refilled from on_drain so the dump never outgrows the output
+ * queue and costs no write(2) per record.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "link_int.h"
+#include "links.h"
+#include "log.h"
+#include "protocol.h"
+#include "store.h"
+#include "worker.h"
+
+/* Room for one AT line and its '\n': every field is at most PROTO_FIELD_MAX. */
+#define AT_BUF (PROTO_AT_MAX + 8)
+/* A resync keeps at most this much queued (and at most a quarter of the
+ * link's queue, leaving the rest to live floods). */
+#define RESYNC_CHUNK (256 * 1024)
+
+static size_t resync_chunk(const struct conn *c)
+{
+    size_t q = c->out_max / 4;
+    return q < RESYNC_CHUNK ? q : RESYNC_CHUNK;
+}
+
+static int put(char *buf, size_t *pos, struct proto_str f, char sep)
+{
+    if (*pos + f.len + 1 > AT_BUF)
+        return -1;
+    memcpy(buf + *pos, f.p, f.len);
+    *pos += f.len;
+    buf[(*pos)++] = sep;
+    return 0;
+}
+
+/* Rebuilds the AT line with single spaces, so what is stored and flooded on
+ * does not depend on a neighbour's white space. Sets *id to its client ID. */
+static int normalize_at(const struct proto_msg *m, char *buf, struct proto_str *id)
+{
+    size_t pos = 0;
+    static const struct proto_str at = { "AT", 2 };
+    if (put(buf, &pos, at, ' ') < 0 || put(buf, &pos, m->server, ' ') < 0 ||
+        put(buf, &pos, m->diff, ' ') < 0)
+        return -1;
+    id->p = buf + pos;
+    id->len = m->id.len;
+    if (put(buf, &pos, m->id, ' ') < 0 || put(buf, &pos, m->loc, ' ') < 0 ||
+        put(buf, &pos, m->time, '\0') < 0)
+        return -1;
+    return (int)pos - 1;
+}
+
+/* An AT line from the neighbour: store it, and flood it on when newer. */
+static void got_at(struct lconn *lc, const char *line, size_t len)
+{
+    struct worker *w = lc->l->ls->w;
+    int quiet = lc->sync_left > 0; /* resync records are logged as a summary */
+    if (quiet)
+        lc->sync_left--;
+    else
+        link_log_io(LOG_INFO, lc->l, "in", line, len);
+    struct proto_msg m;
+    char at[AT_BUF];
+    struct proto_str id;
+    int n = proto_parse(line, len, &m) == PROTO_AT ? normalize_at(&m, at, &id) : -1;
+    if (n < 0) {
+        if (quiet)
+            link_log_io(LOG_INFO, lc->l, "in", line, len);
+        log_warn("link %s: ignoring a line that is not an AT line", lc->l->peer->name);
+        return;
+    }
+    w->stats.floods_in++;
+    const struct store_rec *rec;
+    int rc = store_put(w->store, id, m.t, at, (size_t)n, &rec);
+    if (quiet) {
+        lc->in_recs++;
+        lc->in_bytes += len + 1;
+        lc->in_new += rc > 0;
+    }
+    if (rc < 0)
+        log_error("store: out of memory, update of %.*s not kept", (int)id.len, id.p);
+    else if (rc > 0)
+        links_flood(w->links, rec, lc->c);
+}
+
+static void got_sync(struct lconn *lc, const struct link_msg *m)
+{
+    if (m->kind == LINK_MSG_SYNC) {
+        if (!lc->in_sync) {
+            lc->in_sync = 1;
+            lc->in_t0 = ev_time();
+            lc->in_recs = lc->in_new = lc->in_bytes = 0;
+        }
+        lc->sync_left = m->count;
+        return;
+    }
+    log_info("resync from %s: %zu records (%zu new), %zu bytes, %.0f ms", lc->l->peer->name,
+             lc->in_recs, lc->in_new, lc->in_bytes,
+             lc->in_sync ? (ev_time() - lc->in_t0) * 1e3 : 0.0);
+    if (m->count != lc->in_recs)
+        log_warn("link %s: resync announced %llu records, %zu arrived", lc->l->peer->name,
+                 (unsigned long long)m->count, lc->in_recs);
+    lc->in_sync = 0;
+    lc->sync_left = 0;
+}
+
+void link_up_line(struct lconn *lc, char *line, size_t len)
+{
+    struct link_msg m;
+    enum link_kind k = link_parse(line, len, &m);
+    if (k == LINK_MSG_NONE) {
+        got_at(lc, line, len);
+        return;
+    }
+    /* Heartbeats and batch headers would drown the log: debug only. */
+    int quiet = k == LINK_MSG_PING || k == LINK_MSG_PONG || k == LINK_MSG_SYNC;
+    link_log_io(quiet ? LOG_DEBUG : LOG_INFO, lc->l, "in", line, len);
+    switch (k) {
+    case LINK_MSG_PING:
+        link_send_ctl(lc, LOG_DEBUG, "%s PONG", LINK_VERSION);
+        return;
+    case LINK_MSG_PONG:
+        return;
+    case LINK_MSG_SYNC:
+    case LINK_MSG_SYNCED:
+        got_sync(lc, &m);
+        return;
+    case LINK_MSG_REFUSED:
+        log_warn("link %s: refused by the neighbour: %.*s", lc->l->peer->name,
+                 (int)m.reason.len, m.reason.p);
+        lc->why = "refused by the neighbour";
+        conn_close(lc->c, lc->why);
+        return;
+    default: /* a newer minor version's verb, or garbage: keep the link */
+        log_warn("link %s: ignoring an unexpected line", lc->l->peer->name);
+        return;
+    }
+}
+
+static void resync_done(struct lconn *lc)
+{
+    lc->dumping = 0;
+    lc->c->low_water = 0;
+    log_info("resync to %s: %zu records, %zu bytes, %.0f ms", lc->l->peer->name, lc->out_recs,
+             lc->out_bytes, (ev_time() - lc->out_t0) * 1e3);
+    link_send_ctl(lc, LOG_INFO, "%s SYNCED %zu", LINK_VERSION, lc->out_recs);
+}
+
+/* Queues records [cursor, end) behind a SYNC header. -1 when the conn closed. */
+static int send_batch(struct lconn *lc, size_t end)
+{
+    const struct store *st = lc->l->ls->w->store;
+    size_t n = end - lc->cursor;
+    if (link_send_ctl(lc, LOG_DEBUG, "%s SYNC %zu", LINK_VERSION, n) < 0)
+        return -1;
+    for (; lc->cursor < end; lc->cursor++) {
+        const struct store_rec *r = store_at(st, lc->cursor);
+        char line[AT_BUF];
+        if (r->len + 1u > sizeof line) { /* cannot happen: records are AT lines */
+            conn_close(lc->c, "oversized record");
+            return -1;
+        }
+        memcpy(line, r->line, r->len);
+        line[r->len] = '\n';
+        if (conn_send(lc->c, line, r->len + 1u) < 0)
+            return -1;
+        lc->out_recs++;
+        lc->out_bytes += r->len + 1u;
+    }
+    return 0;
+}
+
+void link_resync_fill(struct lconn *lc)
+{
+    const struct store *st = lc->l->ls->w->store;
+    struct conn *c = lc->c;
+    size_t chunk = resync_chunk(c);
+    while (lc->dumping && buf_len(&c->out) < chunk) {
+        size_t count = store_count(st);
+        if (lc->cursor >= count) {
+            resync_done(lc);
+            return;
+        }
+        /* Records added since the dump began are sent too (and flooded as
+         * well): the receiver ignores what is not newer. */
+        size_t end = lc->cursor, bytes = 0;
+        while (end < count && bytes < chunk)
+            bytes += store_at(st, end++)->len + 1u;
+        if (send_batch(lc, end) < 0)
+            return;
+    }
+}
+
+void link_resync_start(struct lconn *lc)
+{
+    lc->dumping = 1;
+    lc->cursor = 0;
+    lc->out_recs = lc->out_bytes = 0;
+    lc->out_t0 = ev_time();
+    lc->c->low_water = resync_chunk(lc->c);
+    link_resync_fill(lc);
+}
+
+void links_flood(struct links *ls, const struct store_rec *rec, const struct conn *from)
+{
+    char line[AT_BUF];
+    if (ls == NULL || rec == NULL)
+        return;
+    if (rec->len + 1u > sizeof line) {
+        log_error("flood: record of %u bytes is not an AT line, not sent", (unsigned)rec->len);
+        return;
+    }
+    memcpy(line, rec->line, rec->len);
+    line[rec->len] = '\n';
+    for (size_t i = 0; i < ls->n; i++) {
+        struct lconn *lc = ls->v[i].up;
+        if (lc == NULL || lc->c == from)
+            continue;
+        link_log_io(LOG_INFO, lc->l, "out", line, rec->len + 1u);
+        if (conn_send(lc->c, line, rec->len + 1u) == 0)
+            ls->w->stats.floods_out++;
+    }
+}
