@@ -1,0 +1,121 @@
+/*
+ * places_cache: a uthash table of Places answers with expiry.
+ *
+ * Every entry lives the same TTL, so insertion order is expiry order:
+ * uthash keeps entries in insertion order, which makes its head both the
+ * oldest and the first to expire. Expiry and eviction therefore only ever
+ * look at the head, and a replaced entry is deleted and added again to move
+ * it to the tail.
+ */
+#include "places_cache.h"
+
+#include <json-c/json.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* An allocation failure inside uthash must not exit the worker: the entry is
+ * then simply not added (its hh.tbl stays NULL). */
+#define HASH_NONFATAL_OOM 1
+#include <uthash.h>
+
+struct places_cache_entry {
+    UT_hash_handle      hh;
+    struct json_object *obj;     /* one reference owned */
+    double              expires;
+    size_t              keylen;
+    char                key[];   /* "LAT,LNG,RADIUS", NUL-terminated */
+};
+
+struct places_cache {
+    struct places_cache_entry *head; /* uthash table, oldest first */
+    size_t max_entries;
+    double ttl;
+    size_t count;
+};
+
+struct places_cache *places_cache_new(size_t max_entries, double ttl)
+{
+    struct places_cache *c = calloc(1, sizeof *c);
+
+    if (!c)
+        return NULL;
+    c->max_entries = ttl > 0 ? max_entries : 0;
+    c->ttl = ttl;
+    return c;
+}
+
+static void places_cache_drop(struct places_cache *c, struct places_cache_entry *e)
+{
+    HASH_DELETE(hh, c->head, e);
+    json_object_put(e->obj);
+    free(e);
+    c->count--;
+}
+
+void places_cache_free(struct places_cache *c)
+{
+    if (!c)
+        return;
+    while (c->head)
+        places_cache_drop(c, c->head);
+    free(c);
+}
+
+void places_cache_expire(struct places_cache *c, double now)
+{
+    while (c->head && c->head->expires <= now)
+        places_cache_drop(c, c->head);
+}
+
+struct json_object *places_cache_get(struct places_cache *c, const char *key, size_t keylen,
+                                     double now)
+{
+    struct places_cache_entry *e = NULL;
+
+    if (c->max_entries == 0)
+        return NULL;
+    HASH_FIND(hh, c->head, key, keylen, e);
+    if (!e)
+        return NULL;
+    if (e->expires <= now) {
+        places_cache_drop(c, e);
+        return NULL;
+    }
+    return e->obj;
+}
+
+int places_cache_put(struct places_cache *c, const char *key, size_t keylen,
+                     struct json_object *obj, double now)
+{
+    struct places_cache_entry *e = NULL;
+
+    if (c->max_entries == 0)
+        return -1;
+    HASH_FIND(hh, c->head, key, keylen, e);
+    if (e)
+        places_cache_drop(c, e);
+    places_cache_expire(c, now);
+    while (c->count >= c->max_entries)
+        places_cache_drop(c, c->head);
+    e = malloc(sizeof *e + keylen + 1);
+    if (!e)
+        return -1;
+    memcpy(e->key, key, keylen);
+    e->key[keylen] = '\0';
+    e->keylen = keylen;
+    e->expires = now + c->ttl;
+    e->obj = obj;
+    HASH_ADD_KEYPTR(hh, c->head, e->key, e->keylen, e);
+    if (e->hh.tbl == NULL) {
+        free(e);
+        return -1;
+    }
+    json_object_get(obj);
+    c->count++;
+    return 0;
+}
+
+size_t places_cache_count(const struct places_cache *c)
+{
+    return c->count;
+}
