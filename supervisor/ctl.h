@@ -1,6 +1,7 @@
 /*
  * ctl: herdctl's shared state and the seams between its files: ctl_main.c
- * (options and the simple commands), ctl_client.c (one request over the
+ * (options and the simple commands), ctl_conf.c (reading the
+ * herd file), ctl_client.c (one request over the
  * control socket), ctl_start.c (start and stop), ctl_table.c (status output).
  */
 #ifndef HERD_CTL_H
@@ -32,7 +33,13 @@ struct ctl {
     char             pid_path[PATH_MAX];
     double           timeout;  /* how long start, stop, restart wait */
     int              json;     /* status --json */
+    int              degraded; /* the file is broken: cfg holds its [herd] only */
 };
+
+/* ctl_conf.c: loads c->config into c->cfg. With LENIENT, a file broken
+ * outside [herd] still loads its [herd] (c->degraded set). 0, or -1 with
+ * the file's FILE:LINE error in ERR. */
+int ctl_load_config(struct ctl *c, int lenient, char *err, size_t errlen);
 
 /* ctl_client.c */
 int ctl_request(const struct ctl *c, const char *line, json_object **reply, char *err,

@@ -244,16 +244,20 @@ int main(int argc, char **argv)
     static struct ctl ctl;
     struct ctl *c = &ctl;
     char err[1024];
-    int first = parse_args(argc, argv, c), rc;
+    int first = parse_args(argc, argv, c), rc, strict;
 
     if (first < 0)
         return CTL_EXIT_USAGE;
-    if (cfg_load(c->config, &c->cfg, err, sizeof(err)) != 0) {
+    strict = strcmp(argv[first], "start") == 0 || strcmp(argv[first], "check-config") == 0;
+    if (ctl_load_config(c, !strict, err, sizeof(err)) != 0) {
         fprintf(stderr, "%s\n", err);
         if (strcmp(argv[first], "check-config") == 0)
             fprintf(stderr, "herdctl: %s: test failed\n", c->config);
         return CTL_EXIT_USAGE;
     }
+    /* reload's reply tells the supervisor's own verdict on the file. */
+    if (c->degraded && strcmp(argv[first], "reload") != 0)
+        fprintf(stderr, "herdctl: warning: %s\n", err);
     if (ctlproto_path(c->sock_path, sizeof(c->sock_path), c->cfg->run_dir, CTLPROTO_SOCK_NAME) ||
         ctlproto_path(c->pid_path, sizeof(c->pid_path), c->cfg->run_dir, CTLPROTO_PID_NAME)) {
         fprintf(stderr, "herdctl: run_dir too long\n");

@@ -59,7 +59,8 @@ struct sup_proc {
     double           backoff;      /* delay of the pending try, seconds */
     int              has_exit;
     int              last_status;  /* waitpid status of the last exit */
-    int              hb_killed;    /* the last exit was our heartbeat SIGKILL */
+    int              hb_killed;    /* we SIGKILLed this process for silence */
+    int              exit_hb;      /* ... and so did the last exit come about */
     int              reopen_pending;/* send SIGUSR1 once it is ready */
     json_object     *stats;        /* last heartbeat, owned; NULL before one */
     size_t           rlen;

@@ -17,11 +17,21 @@
 #include "sup.h"
 
 #define CLIENT_DEADLINE 5.0 /* seconds to send a request and read the reply */
+#define DRAIN_DEADLINE  1.0 /* seconds to wait for the client's close */
 #define CLIENT_MAX      32  /* concurrent control connections */
+
+enum client_state {
+    CL_READING,  /* waiting for the request line */
+    CL_WRITING,  /* sending the reply */
+    CL_DRAINING, /* reply sent and our side shut: discard input until EOF, so
+                  * that unread input never turns our close into an RST that
+                  * destroys the reply before the client reads it */
+};
 
 struct sup_client {
     struct sup        *sup;
     struct sup_client *next;
+    enum client_state  state;
     int                fd;
     ev_io              io;
     ev_timer           deadline;
@@ -76,6 +86,36 @@ static int client_write(struct sup_client *c)
     return 1;
 }
 
+static void client_drain(struct sup_client *c)
+{
+    struct ev_loop *loop = c->sup->loop;
+
+    c->state = CL_DRAINING;
+    shutdown(c->fd, SHUT_WR);
+    ev_io_stop(loop, &c->io);
+    ev_io_set(&c->io, c->fd, EV_READ);
+    ev_io_start(loop, &c->io);
+    ev_timer_stop(loop, &c->deadline);
+    ev_timer_set(&c->deadline, DRAIN_DEADLINE, 0.);
+    ev_timer_start(loop, &c->deadline);
+}
+
+/* Discards input; 1 at EOF or on an error. */
+static int client_discard(struct sup_client *c)
+{
+    char buf[512];
+
+    for (;;) {
+        ssize_t n = read(c->fd, buf, sizeof(buf));
+
+        if (n > 0)
+            continue;
+        if (n < 0 && errno == EINTR)
+            continue;
+        return !(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+    }
+}
+
 /* Sets REPLY (consumed) as C's answer and starts sending it. */
 static void client_reply(struct sup_client *c, json_object *reply)
 {
@@ -92,9 +132,10 @@ static void client_reply(struct sup_client *c, json_object *reply)
     json_object_put(reply);
     ev_io_stop(c->sup->loop, &c->io);
     if (client_write(c)) {
-        client_free(c);
+        client_drain(c);
         return;
     }
+    c->state = CL_WRITING;
     ev_io_set(&c->io, c->fd, EV_WRITE);
     ev_io_start(c->sup->loop, &c->io);
 }
@@ -141,8 +182,14 @@ static void client_cb(struct ev_loop *loop, ev_io *io, int revents)
     int failed = 0;
 
     (void)loop;
-    if (revents & EV_WRITE) {
+    (void)revents;
+    if (c->state == CL_WRITING) {
         if (client_write(c))
+            client_drain(c);
+        return;
+    }
+    if (c->state == CL_DRAINING) {
+        if (client_discard(c))
             client_free(c);
         return;
     }
@@ -166,7 +213,8 @@ static void deadline_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
     (void)loop;
     (void)revents;
-    log_warn("control: client timed out");
+    if (c->state != CL_DRAINING)
+        log_warn("control: client timed out");
     client_free(c);
 }
 
@@ -190,14 +238,6 @@ static void client_new(struct sup *s, int fd)
 {
     struct sup_client *c;
 
-    if (!peer_allowed(fd)) {
-        static const char no[] = "{\"ok\":false,\"error\":\"permission denied\"}\n";
-        ssize_t rc = send(fd, no, sizeof(no) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-
-        (void)rc;
-        close(fd);
-        return;
-    }
     if (client_count(s) >= CLIENT_MAX || (c = calloc(1, sizeof(*c))) == NULL) {
         log_warn("control: too many clients, connection dropped");
         close(fd);
@@ -212,6 +252,8 @@ static void client_new(struct sup *s, int fd)
     c->io.data = c->deadline.data = c;
     ev_io_start(s->loop, &c->io);
     ev_timer_start(s->loop, &c->deadline);
+    if (!peer_allowed(fd))
+        client_reply(c, error_reply("permission denied"));
 }
 
 static void pause_cb(struct ev_loop *loop, ev_timer *t, int revents)

@@ -244,6 +244,7 @@ static void spawn_failed(struct sup_proc *p, const char *what)
     log_error("%s: cannot start: %s: %s", p->name, what, strerror(errno));
     p->has_exit = 1;
     p->last_status = 127 << 8;
+    p->exit_hb = 0;
     p->state = SUP_BACKOFF;
     p->backoff = next_delay(p, 0, 1);
     ev_timer_set(&p->restart_timer, p->backoff, 0.);
@@ -293,6 +294,7 @@ static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
     p->pid = 0;
     p->has_exit = 1;
     p->last_status = w->rstatus;
+    p->exit_hb = p->hb_killed;
     log_exit(p, pid, up);
     if (p->want == SUP_WANT_REMOVE) {
         struct sup *s = p->sup;

@@ -60,7 +60,7 @@ static void add_exit(json_object *o, const struct sup_proc *p)
         return;
     }
     ctlproto_describe_status(st, text, sizeof(text));
-    if (p->hb_killed && p->pid == 0)
+    if (p->exit_hb)
         strncat(text, " (heartbeat timeout)", sizeof(text) - strlen(text) - 1);
     json_object_object_add(o, "last_exit", json_object_new_string(text));
     if (WIFEXITED(st))
