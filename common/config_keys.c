@@ -1,0 +1,353 @@
+/*
+ * config_keys: every key herd understands, with its default and its range,
+ * and the section headers. Herd-wide keys are one table, so a new tunable is
+ * one line here plus its field in config.h and its line in etc/herd.ini.
+ */
+#include <assert.h>
+#include <ctype.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config_internal.h"
+
+#define DEFAULT_PLACES_URL "https://maps.googleapis.com/maps/api/place/nearbysearch/json"
+
+enum ktype { K_PATH, K_NAME, K_SECRET, K_URL, K_LEVEL, K_DUR, K_SIZE, K_COUNT };
+
+struct hkey {
+    const char *name;
+    enum ktype type;
+    size_t off; /* of its field in struct cfg_herd */
+    double def; /* numeric default; strings default in finish_herd() */
+    double min, max;
+};
+
+#define OFF(f) offsetof(struct cfg_herd, f)
+#define KIB    1024.0
+#define MIB    (1024.0 * 1024.0)
+#define HOUR   3600.0
+#define DAY    86400.0
+#define MS     0.001
+
+static const struct hkey hkeys[] = {
+    {"log_dir", K_PATH, OFF(log_dir), 0, 0, 0},
+    {"run_dir", K_PATH, OFF(run_dir), 0, 0, 0},
+    {"node", K_NAME, OFF(node), 0, 0, 0},
+    {"log_level", K_LEVEL, OFF(log_level), 0, 0, 0},
+    {"secret", K_SECRET, OFF(secret), 0, 0, 0},
+    {"places_url", K_URL, OFF(places_url), 0, 0, 0},
+    {"places_key_file", K_PATH, OFF(places_key_file), 0, 0, 0},
+    {"places_timeout", K_DUR, OFF(places_timeout), 5, MS, HOUR},
+    {"places_cache_ttl", K_DUR, OFF(places_cache_ttl), 60, 0, 30 * DAY},
+    {"places_cache_entries", K_COUNT, OFF(places_cache_entries), 10000, 0, 10000000},
+    {"places_max_connections", K_COUNT, OFF(places_max_connections), 8, 1, 1024},
+    {"places_max_body", K_SIZE, OFF(places_max_body), 4 * MIB, KIB, 256 * MIB},
+    {"max_line_length", K_SIZE, OFF(max_line), 4096, 16, 1048576},
+    {"max_connections", K_COUNT, OFF(max_connections), 10000, 1, 1000000},
+    {"client_output_max", K_SIZE, OFF(client_output_max), MIB, KIB, 1024 * MIB},
+    {"idle_timeout", K_DUR, OFF(idle_timeout), 300, MS, 30 * DAY},
+    {"link_queue_max", K_SIZE, OFF(link_queue_max), 64 * MIB, 4 * KIB, 1024 * MIB},
+    {"link_backoff_min", K_DUR, OFF(link_backoff_min), 0.05, MS, HOUR},
+    {"link_backoff_max", K_DUR, OFF(link_backoff_max), 2, MS, HOUR},
+    {"link_ping_interval", K_DUR, OFF(link_ping_interval), 1, MS, HOUR},
+    {"link_timeout", K_DUR, OFF(link_timeout), 5, MS, HOUR},
+    {"heartbeat_interval", K_DUR, OFF(heartbeat_interval), 1, MS, HOUR},
+    {"heartbeat_timeout", K_DUR, OFF(heartbeat_timeout), 5, MS, HOUR},
+    {"restart_backoff_min", K_DUR, OFF(restart_backoff_min), 0.1, MS, DAY},
+    {"restart_backoff_max", K_DUR, OFF(restart_backoff_max), 30, MS, DAY},
+    {"restart_reset_after", K_DUR, OFF(restart_reset_after), 10, MS, 30 * DAY},
+    {"stop_timeout", K_DUR, OFF(stop_timeout), 5, MS, HOUR},
+};
+static_assert(sizeof hkeys / sizeof hkeys[0] == CFGI_NKEYS, "CFGI_NKEYS");
+
+/* Pairs that must stay ordered: lo <= hi, or lo < hi when strict. */
+static const struct {
+    const char *lo, *hi;
+    int strict;
+} order_rules[] = {
+    {"link_backoff_min", "link_backoff_max", 0}, {"restart_backoff_min", "restart_backoff_max", 0},
+    {"link_ping_interval", "link_timeout", 1},   {"heartbeat_interval", "heartbeat_timeout", 1},
+    {"max_line_length", "client_output_max", 0}, {"max_line_length", "link_queue_max", 0},
+};
+
+static void *field(struct cfg_herd *h, const struct hkey *k)
+{
+    return (char *)h + k->off;
+}
+
+static size_t key_index(const char *name)
+{
+    size_t i = 0;
+    while (i < CFGI_NKEYS && strcmp(hkeys[i].name, name) != 0)
+        i++;
+    return i;
+}
+
+void cfgi_set_defaults(struct cfg_herd *h)
+{
+    h->log_level = LOG_INFO;
+    for (size_t i = 0; i < CFGI_NKEYS; i++) {
+        const struct hkey *k = &hkeys[i];
+        if (k->type == K_DUR)
+            *(double *)field(h, k) = k->def;
+        else if (k->type == K_SIZE || k->type == K_COUNT)
+            *(size_t *)field(h, k) = (size_t)k->def;
+    }
+}
+
+static double number(struct cfg_herd *h, const struct hkey *k)
+{
+    return k->type == K_DUR ? *(double *)field(h, k) : (double)*(size_t *)field(h, k);
+}
+
+static const char *unit_name(const struct hkey *k)
+{
+    return k->type == K_DUR ? " seconds" : k->type == K_SIZE ? " bytes" : "";
+}
+
+static void bad_value(struct cfgi_state *st, const char *key, const char *v, const char *why)
+{
+    cfgi_fail(st, st->lineno, "bad value for %s: %s (%s)", key, *v ? v : "\"\"", why);
+}
+
+/* Parses a number-valued key into its field, checking its range. */
+static const char *set_number(struct cfg_herd *h, const struct hkey *k, const char *v, char *why,
+                              size_t whylen)
+{
+    double d = 0;
+    size_t z = 0;
+    const char *bad = k->type == K_DUR    ? cfgv_duration(v, &d)
+                      : k->type == K_SIZE ? cfgv_size(v, &z)
+                                          : cfgv_count(v, &z);
+    if (bad)
+        return bad;
+    if (k->type != K_DUR)
+        d = (double)z;
+    if (d < k->min || d > k->max) {
+        snprintf(why, whylen, "must be from %.10g to %.10g%s", k->min, k->max, unit_name(k));
+        return why;
+    }
+    if (k->type == K_DUR)
+        *(double *)field(h, k) = d;
+    else
+        *(size_t *)field(h, k) = z;
+    return NULL;
+}
+
+/* Checks a string-valued key; returns its new value in *out. */
+static const char *string_value(struct cfgi_state *st, const struct hkey *k, const char *v,
+                                char **out)
+{
+    if (*v == '\0')
+        return "empty";
+    if (k->type == K_NAME && !cfgv_name_ok(v))
+        return "1 to 64 of A-Z a-z 0-9 _ . -";
+    if (k->type == K_URL && !cfgv_url_ok(v))
+        return "must be an http:// or https:// URL without white space";
+    *out = k->type == K_PATH ? cfgv_resolve(st->h->dir, v) : strdup(v);
+    return NULL;
+}
+
+static void set_herd_value(struct cfgi_state *st, const struct hkey *k, const char *v)
+{
+    char why[96];
+    char *s = NULL;
+    const char *bad;
+
+    if (k->type == K_LEVEL)
+        bad = cfgv_level(v, &st->h->log_level);
+    else if (k->type == K_DUR || k->type == K_SIZE || k->type == K_COUNT)
+        bad = set_number(st->h, k, v, why, sizeof why);
+    else
+        bad = string_value(st, k, v, &s);
+    if (bad) {
+        bad_value(st, k->name, v, bad);
+        return;
+    }
+    if (k->type == K_LEVEL || k->type == K_DUR || k->type == K_SIZE || k->type == K_COUNT)
+        return;
+    if (!s) {
+        cfgi_fail(st, 0, "out of memory");
+        return;
+    }
+    char **dst = field(st->h, k);
+    free(*dst);
+    *dst = s;
+}
+
+void cfgi_herd_key(struct cfgi_state *st, const char *name, const char *value)
+{
+    size_t i = key_index(name);
+    if (i == CFGI_NKEYS) {
+        cfgi_fail(st, st->lineno, "unknown key %s in [herd]", name);
+        return;
+    }
+    if (st->key_line[i]) {
+        cfgi_fail(st, st->lineno, "duplicate key %s in [herd] (first at line %d)", name,
+                  st->key_line[i]);
+        return;
+    }
+    st->key_line[i] = st->lineno;
+    snprintf(st->key_raw[i], sizeof st->key_raw[i], "%s", value);
+    set_herd_value(st, &hkeys[i], value);
+}
+
+static int *server_key_line(struct cfgi_srv *t, const char *name)
+{
+    if (strcmp(name, "port") == 0)
+        return &t->line_port;
+    if (strcmp(name, "peers") == 0)
+        return &t->line_peers;
+    if (strcmp(name, "host") == 0)
+        return &t->line_host;
+    if (strcmp(name, "node") == 0)
+        return &t->line_node;
+    return NULL;
+}
+
+void cfgi_server_key(struct cfgi_state *st, const char *name, const char *v)
+{
+    struct cfg_server *s = &st->h->servers[st->cur];
+    struct cfgi_srv *t = &st->tmp[st->cur];
+    int *line = server_key_line(t, name);
+    char **dst = NULL;
+
+    if (!line) {
+        cfgi_fail(st, st->lineno, "unknown key %s in [server %s]", name, s->name);
+        return;
+    }
+    if (*line) {
+        cfgi_fail(st, st->lineno, "duplicate key %s in [server %s] (first at line %d)", name,
+                  s->name, *line);
+        return;
+    }
+    *line = st->lineno;
+    if (line == &t->line_port) {
+        const char *bad = cfgv_port(v, &s->port);
+        if (bad)
+            bad_value(st, name, v, bad);
+        return;
+    }
+    if (line == &t->line_host && !cfgv_host_ok(v)) {
+        bad_value(st, name, v, "a host name or IP address");
+        return;
+    }
+    if (line == &t->line_node && !cfgv_name_ok(v)) {
+        bad_value(st, name, v, "1 to 64 of A-Z a-z 0-9 _ . -");
+        return;
+    }
+    dst = line == &t->line_peers ? &t->peers : line == &t->line_host ? &s->host : &s->node;
+    if (!(*dst = strdup(v)))
+        cfgi_fail(st, 0, "out of memory");
+}
+
+/* Appends a server called NAME, whose header is on the current line. */
+static void add_server(struct cfgi_state *st, const char *name)
+{
+    struct cfg_herd *h = st->h;
+
+    if (!cfgv_name_ok(name)) {
+        cfgi_fail(st, st->lineno, "bad server name '%s' (1 to 64 of A-Z a-z 0-9 _ . -)", name);
+        return;
+    }
+    for (size_t i = 0; i < h->nservers; i++) {
+        if (strcmp(h->servers[i].name, name) == 0) {
+            cfgi_fail(st, st->lineno, "duplicate server name %s (first at line %d)", name,
+                      h->servers[i].line);
+            return;
+        }
+    }
+    if (h->nservers == st->cap) {
+        size_t cap = st->cap ? st->cap * 2 : 8;
+        struct cfg_server *s = realloc(h->servers, cap * sizeof *s);
+        if (s)
+            h->servers = s;
+        struct cfgi_srv *t = s ? realloc(st->tmp, cap * sizeof *t) : NULL;
+        if (!t) {
+            cfgi_fail(st, 0, "out of memory");
+            return;
+        }
+        st->tmp = t;
+        st->cap = cap;
+    }
+    struct cfg_server *s = &h->servers[h->nservers];
+    memset(s, 0, sizeof *s);
+    memset(&st->tmp[h->nservers], 0, sizeof st->tmp[0]);
+    s->line = st->lineno;
+    if (!(s->name = strdup(name))) {
+        cfgi_fail(st, 0, "out of memory");
+        return;
+    }
+    st->cur = h->nservers++;
+    st->sec = CFGI_SEC_SERVER;
+}
+
+/* LINE starts with '['; "[herd]" or "[server NAME]", then only a comment. */
+void cfgi_section(struct cfgi_state *st, char *line)
+{
+    char *end = strchr(line, ']');
+    if (!end) {
+        cfgi_fail(st, st->lineno, "syntax error (no ']' after '[')");
+        return;
+    }
+    char *rest = end + 1;
+    while (isspace((unsigned char)*rest))
+        rest++;
+    if (*rest != '\0' && *rest != ';' && *rest != '#') {
+        cfgi_fail(st, st->lineno, "syntax error (text after ']')");
+        return;
+    }
+    char *body = line + 1;
+    while (end > body && isspace((unsigned char)end[-1]))
+        end--;
+    *end = '\0';
+    while (isspace((unsigned char)*body))
+        body++;
+    if (strcmp(body, "herd") == 0) {
+        if (st->herd_line)
+            cfgi_fail(st, st->lineno, "duplicate [herd] section (first at line %d)", st->herd_line);
+        st->herd_line = st->lineno;
+        st->sec = CFGI_SEC_HERD;
+    } else if (strncmp(body, "server", 6) == 0 &&
+               (body[6] == '\0' || isspace((unsigned char)body[6]))) {
+        body += 6;
+        while (isspace((unsigned char)*body))
+            body++;
+        add_server(st, body);
+    } else
+        cfgi_fail(st, st->lineno, "unknown section [%s]", body);
+}
+
+/* One pair of order_rules, reported on the later of the two keys' lines. */
+static void check_order(struct cfgi_state *st, size_t lo, size_t hi, int strict)
+{
+    double a = number(st->h, &hkeys[lo]), b = number(st->h, &hkeys[hi]);
+    if (strict ? a < b : a <= b)
+        return;
+    int at_hi = st->key_line[hi] > st->key_line[lo];
+    size_t k = at_hi ? hi : lo, other = at_hi ? lo : hi;
+    const char *rel = at_hi ? (strict ? "above" : "at least") : (strict ? "below" : "at most");
+    cfgi_fail(st, st->key_line[k], "bad value for %s: %s (must be %s %s, which is %.10g%s)",
+              hkeys[k].name, st->key_raw[k], rel, hkeys[other].name, at_hi ? a : b,
+              unit_name(&hkeys[other]));
+}
+
+/* After parsing: string defaults and the rules that tie keys together. */
+void cfgi_finish_herd(struct cfgi_state *st)
+{
+    struct cfg_herd *h = st->h;
+    if (!h->log_dir)
+        h->log_dir = cfgv_resolve(h->dir, "log");
+    if (!h->run_dir)
+        h->run_dir = cfgv_resolve(h->dir, "run");
+    if (!h->places_url)
+        h->places_url = strdup(DEFAULT_PLACES_URL);
+    if (!h->log_dir || !h->run_dir || !h->places_url) {
+        cfgi_fail(st, 0, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < sizeof order_rules / sizeof order_rules[0]; i++)
+        check_order(st, key_index(order_rules[i].lo), key_index(order_rules[i].hi),
+                    order_rules[i].strict);
+}
