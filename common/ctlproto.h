@@ -12,9 +12,9 @@
 
 #define CTLPROTO_SOCK_NAME "herd.sock"
 #define CTLPROTO_PID_NAME  "herd.pid"
-#define CTLPROTO_REQ_MAX   512        /* one request line, "\n" included */
-#define CTLPROTO_REPLY_MAX (1 << 20)  /* one JSON reply */
-#define CTLPROTO_CHAN_FD   3          /* the worker's end of its channel */
+#define CTLPROTO_REQ_MAX   512       /* one request line, "\n" included */
+#define CTLPROTO_REPLY_MAX (1 << 20) /* one JSON reply */
+#define CTLPROTO_CHAN_FD   3         /* the worker's end of its channel */
 
 /* DIR "/" NAME into BUF. 0, or -1 when it does not fit. */
 int ctlproto_path(char *buf, size_t len, const char *dir, const char *name);

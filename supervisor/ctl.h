@@ -18,22 +18,22 @@
 enum {
     CTL_EXIT_OK = 0,
     CTL_EXIT_FAIL = 1,
-    CTL_EXIT_USAGE = 2,      /* usage or configuration error */
+    CTL_EXIT_USAGE = 2, /* usage or configuration error */
     CTL_EXIT_NOT_RUNNING = 3,
 };
 
 /* ctl_request results besides 0. */
-#define CTL_ERR          (-1) /* talking failed: err says why */
-#define CTL_NOT_RUNNING  (-2) /* no supervisor listens on the socket */
+#define CTL_ERR         (-1) /* talking failed: err says why */
+#define CTL_NOT_RUNNING (-2) /* no supervisor listens on the socket */
 
 struct ctl {
-    const char      *config;   /* the file as named by the user */
-    struct cfg_herd *cfg;      /* owned */
-    char             sock_path[PATH_MAX];
-    char             pid_path[PATH_MAX];
-    double           timeout;  /* how long start, stop, restart wait */
-    int              json;     /* status --json */
-    int              degraded; /* the file is broken: cfg holds its [herd] only */
+    const char *config;   /* the file as named by the user */
+    struct cfg_herd *cfg; /* owned */
+    char sock_path[PATH_MAX];
+    char pid_path[PATH_MAX];
+    double timeout; /* how long start, stop, restart wait */
+    int json;       /* status --json */
+    int degraded;   /* the file is broken: cfg holds its [herd] only */
 };
 
 /* ctl_conf.c: loads c->config into c->cfg. With LENIENT, a file broken

@@ -111,8 +111,8 @@ static int cmd_status(const struct ctl *c)
     if (rc == CTL_EXIT_OK) {
         if (c->json)
             printf("%s\n", json_object_to_json_string_ext(
-                                reply, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
-                                           JSON_C_TO_STRING_NOSLASHESCAPE));
+                               reply, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+                                          JSON_C_TO_STRING_NOSLASHESCAPE));
         else
             ctl_print_status(stdout, reply);
         rc = ctl_all_running(reply) ? CTL_EXIT_OK : CTL_EXIT_FAIL;

@@ -227,8 +227,8 @@ int ctl_stop(struct ctl *c)
     }
     json_object_put(reply);
     if (!wait_gone(c, pid, ctl_now() + patience)) {
-        fprintf(stderr, "herdctl: supervisor pid %d still up after %.0f s: SIGKILL\n",
-                (int)pid, patience);
+        fprintf(stderr, "herdctl: supervisor pid %d still up after %.0f s: SIGKILL\n", (int)pid,
+                patience);
         kill(pid, SIGKILL); /* its workers follow: PR_SET_PDEATHSIG */
         if (!wait_gone(c, pid, ctl_now() + 2))
             return CTL_EXIT_FAIL;

@@ -11,9 +11,9 @@
 #define NCOLS 9
 #define CELL  96
 
-static const char *const heads[NCOLS] = {"NAME",     "PID",     "PORT",  "STATE",
-                                         "UPTIME",   "RESTARTS", "CLIENTS", "LINKS",
-                                         "LAST EXIT / NEXT TRY"};
+static const char *const heads[NCOLS] = {"NAME",    "PID",    "PORT",
+                                         "STATE",   "UPTIME", "RESTARTS",
+                                         "CLIENTS", "LINKS",  "LAST EXIT / NEXT TRY"};
 
 void ctl_format_duration(double secs, char *buf, size_t len)
 {

@@ -38,57 +38,57 @@ enum sup_want {
 struct sup;
 
 struct sup_proc {
-    struct sup      *sup;
+    struct sup *sup;
     struct sup_proc *next;
-    char            *name;         /* owned */
-    char            *host;         /* owned; for status */
-    uint16_t         port;
-    pid_t            pid;          /* 0: no process */
-    enum sup_state   state;
-    enum sup_want    want;
-    int              chan_fd;      /* supervisor's end, -1 when closed */
-    ev_child         child_w;
-    ev_io            chan_w;
-    ev_timer         hb_timer;     /* heartbeat_timeout of silence kills it */
-    ev_timer         restart_timer;/* backoff delay */
-    ev_timer         kill_timer;   /* stop_timeout after SIGTERM */
-    ev_tstamp        started;      /* ev_now() at fork */
-    ev_tstamp        last_msg;     /* ev_now() at the last channel message */
-    unsigned         restarts;     /* forks after the first */
-    unsigned         fails;        /* consecutive quick exits */
-    double           backoff;      /* delay of the pending try, seconds */
-    int              has_exit;
-    int              last_status;  /* waitpid status of the last exit */
-    int              hb_killed;    /* we SIGKILLed this process for silence */
-    int              exit_hb;      /* ... and so did the last exit come about */
-    int              reopen_pending;/* send SIGUSR1 once it is ready */
-    json_object     *stats;        /* last heartbeat, owned; NULL before one */
-    size_t           rlen;
-    char             rbuf[SUP_CHAN_BUF];
+    char *name; /* owned */
+    char *host; /* owned; for status */
+    uint16_t port;
+    pid_t pid; /* 0: no process */
+    enum sup_state state;
+    enum sup_want want;
+    int chan_fd; /* supervisor's end, -1 when closed */
+    ev_child child_w;
+    ev_io chan_w;
+    ev_timer hb_timer;      /* heartbeat_timeout of silence kills it */
+    ev_timer restart_timer; /* backoff delay */
+    ev_timer kill_timer;    /* stop_timeout after SIGTERM */
+    ev_tstamp started;      /* ev_now() at fork */
+    ev_tstamp last_msg;     /* ev_now() at the last channel message */
+    unsigned restarts;      /* forks after the first */
+    unsigned fails;         /* consecutive quick exits */
+    double backoff;         /* delay of the pending try, seconds */
+    int has_exit;
+    int last_status;    /* waitpid status of the last exit */
+    int hb_killed;      /* we SIGKILLed this process for silence */
+    int exit_hb;        /* ... and so did the last exit come about */
+    int reopen_pending; /* send SIGUSR1 once it is ready */
+    json_object *stats; /* last heartbeat, owned; NULL before one */
+    size_t rlen;
+    char rbuf[SUP_CHAN_BUF];
 };
 
 struct sup_client;
 
 struct sup {
-    struct ev_loop   *loop;
-    struct cfg_herd  *cfg;          /* owned; replaced by reload */
-    const char       *node;         /* --node, else cfg->node, else NULL */
-    const char       *node_arg;     /* --node, borrowed from argv */
-    char              worker_path[PATH_MAX];
-    char              sock_path[PATH_MAX];
-    char              pid_path[PATH_MAX];
-    char              log_path[PATH_MAX];
-    int               pid_fd;       /* holds the flock for our whole life */
-    int               ctl_fd;
-    int               foreground;
-    int               log_opened;
-    int               stopping;     /* shutdown started: no restarts */
-    ev_tstamp         started;
-    ev_io             ctl_w;
-    ev_signal         sig_term, sig_int, sig_hup;
-    ev_prepare        flush_w;      /* log_flush before the loop sleeps */
-    ev_timer          flush_timer;  /* and every 100 ms under load */
-    struct sup_proc  *procs;        /* in configuration order */
+    struct ev_loop *loop;
+    struct cfg_herd *cfg; /* owned; replaced by reload */
+    const char *node;     /* --node, else cfg->node, else NULL */
+    const char *node_arg; /* --node, borrowed from argv */
+    char worker_path[PATH_MAX];
+    char sock_path[PATH_MAX];
+    char pid_path[PATH_MAX];
+    char log_path[PATH_MAX];
+    int pid_fd; /* holds the flock for our whole life */
+    int ctl_fd;
+    int foreground;
+    int log_opened;
+    int stopping; /* shutdown started: no restarts */
+    ev_tstamp started;
+    ev_io ctl_w;
+    ev_signal sig_term, sig_int, sig_hup;
+    ev_prepare flush_w;     /* log_flush before the loop sleeps */
+    ev_timer flush_timer;   /* and every 100 ms under load */
+    struct sup_proc *procs; /* in configuration order */
     struct sup_client *clients;
 };
 

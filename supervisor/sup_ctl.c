@@ -29,16 +29,16 @@ enum client_state {
 };
 
 struct sup_client {
-    struct sup        *sup;
+    struct sup *sup;
     struct sup_client *next;
-    enum client_state  state;
-    int                fd;
-    ev_io              io;
-    ev_timer           deadline;
-    char              *out;    /* owned: the reply, once made */
-    size_t             outlen, outpos;
-    size_t             inlen;
-    char               in[CTLPROTO_REQ_MAX];
+    enum client_state state;
+    int fd;
+    ev_io io;
+    ev_timer deadline;
+    char *out; /* owned: the reply, once made */
+    size_t outlen, outpos;
+    size_t inlen;
+    char in[CTLPROTO_REQ_MAX];
 };
 
 static ev_timer accept_pause; /* accept stops for a moment when out of fds */
@@ -52,7 +52,16 @@ static size_t client_count(const struct sup *s)
     return n;
 }
 
-/* Frees C; callers return right after, so nothing touches it again. */
+static void client_destroy(struct sup_client *c)
+{
+    ev_io_stop(c->sup->loop, &c->io);
+    ev_timer_stop(c->sup->loop, &c->deadline);
+    close(c->fd);
+    free(c->out);
+    free(c);
+}
+
+/* Unlinks and frees C; callers return right after, so nothing touches it. */
 static void client_free(struct sup_client *c)
 {
     struct sup_client **pp = &c->sup->clients;
@@ -61,19 +70,15 @@ static void client_free(struct sup_client *c)
         pp = &(*pp)->next;
     if (*pp == c)
         *pp = c->next;
-    ev_io_stop(c->sup->loop, &c->io);
-    ev_timer_stop(c->sup->loop, &c->deadline);
-    close(c->fd);
-    free(c->out);
-    free(c);
+    client_destroy(c);
 }
 
 /* Writes what it can; 1 when the whole reply is out (or the peer left). */
 static int client_write(struct sup_client *c)
 {
     while (c->outpos < c->outlen) {
-        ssize_t n = send(c->fd, c->out + c->outpos, c->outlen - c->outpos,
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n =
+            send(c->fd, c->out + c->outpos, c->outlen - c->outpos, MSG_NOSIGNAL | MSG_DONTWAIT);
 
         if (n < 0 && errno == EINTR)
             continue;
@@ -309,12 +314,14 @@ int sup_ctl_open(struct sup *s, char *err, size_t errlen)
 
 void sup_ctl_close(struct sup *s)
 {
-    while (s->clients != NULL) {
-        struct sup_client *c = s->clients;
+    struct sup_client *c = s->clients, *next;
 
+    s->clients = NULL;
+    for (; c != NULL; c = next) {
+        next = c->next;
         /* A reply still queued (the answer to "stop") gets a last chance. */
         client_write(c);
-        client_free(c);
+        client_destroy(c);
     }
     if (s->ctl_fd >= 0) {
         ev_io_stop(s->loop, &s->ctl_w);

@@ -30,10 +30,10 @@ const char *sup_state_name(enum sup_state st)
 {
     switch (st) {
     case SUP_STARTING: return "starting";
-    case SUP_RUNNING:  return "running";
-    case SUP_BACKOFF:  return "backoff";
+    case SUP_RUNNING: return "running";
+    case SUP_BACKOFF: return "backoff";
     case SUP_STOPPING: return "stopping";
-    case SUP_STOPPED:  return "stopped";
+    case SUP_STOPPED: return "stopped";
     }
     return "unknown";
 }
@@ -275,8 +275,8 @@ static void log_exit(const struct sup_proc *p, pid_t pid, double up)
 
     ctlproto_describe_status(p->last_status, how, sizeof(how));
     if (p->want == SUP_WANT_RUN)
-        log_warn("%s: pid %d exited unexpectedly after %.3f s: %s%s", p->name, (int)pid, up,
-                 how, p->hb_killed ? " (heartbeat timeout)" : "");
+        log_warn("%s: pid %d exited unexpectedly after %.3f s: %s%s", p->name, (int)pid, up, how,
+                 p->hb_killed ? " (heartbeat timeout)" : "");
     else
         log_info("%s: pid %d stopped: %s", p->name, (int)pid, how);
 }
@@ -334,8 +334,8 @@ static void kill_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)loop;
     (void)revents;
     if (p->pid > 0) {
-        log_warn("%s: pid %d still running %.1f s after SIGTERM: SIGKILL", p->name,
-                 (int)p->pid, p->sup->cfg->stop_timeout);
+        log_warn("%s: pid %d still running %.1f s after SIGTERM: SIGKILL", p->name, (int)p->pid,
+                 p->sup->cfg->stop_timeout);
         kill(p->pid, SIGKILL);
     }
 }

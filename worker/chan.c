@@ -27,14 +27,14 @@
 
 struct chan {
     struct worker *w;
-    int            fd;
-    int            closed;   /* EOF or a write error seen: the worker stops */
-    ev_io          rio;      /* input: EOF detection */
-    ev_io          wio;      /* runs only while out holds unsent bytes */
-    ev_timer       hb;       /* heartbeat_interval */
-    uint64_t       dropped;  /* messages not queued because out was full */
-    size_t         outlen;
-    char           out[CHAN_OUT_MAX];
+    int fd;
+    int closed;       /* EOF or a write error seen: the worker stops */
+    ev_io rio;        /* input: EOF detection */
+    ev_io wio;        /* runs only while out holds unsent bytes */
+    ev_timer hb;      /* heartbeat_interval */
+    uint64_t dropped; /* messages not queued because out was full */
+    size_t outlen;
+    char out[CHAN_OUT_MAX];
 };
 
 static void chan_closed(struct chan *c, const char *why)
