@@ -39,6 +39,7 @@ struct lconn {
     /* resync dump to the neighbour (link_sync.c) */
     int            dumping;
     size_t         cursor;    /* next store record number to send */
+    size_t         dump_end;  /* records held at link-up: later ones are flooded live */
     size_t         out_recs, out_bytes;
     double         out_t0;
     /* resync dump from the neighbour */

@@ -180,25 +180,27 @@ void link_resync_fill(struct lconn *lc)
     struct conn *c = lc->c;
     size_t chunk = resync_chunk(c);
     while (lc->dumping && buf_len(&c->out) < chunk) {
-        size_t count = store_count(st);
-        if (lc->cursor >= count) {
+        if (lc->cursor >= lc->dump_end) {
             resync_done(lc);
             return;
         }
-        /* Records added since the dump began are sent too (and flooded as
-         * well): the receiver ignores what is not newer. */
         size_t end = lc->cursor, bytes = 0;
-        while (end < count && bytes < chunk)
+        while (end < lc->dump_end && bytes < chunk)
             bytes += store_at(st, end++)->len + 1u;
         if (send_batch(lc, end) < 0)
             return;
     }
 }
 
+/* The dump covers the records held now. A record stored after this point,
+ * or a newer one replacing a record already sent, reaches the neighbour by
+ * the live flood (the link is up), so a worker that is itself learning
+ * everything does not echo it all back. */
 void link_resync_start(struct lconn *lc)
 {
     lc->dumping = 1;
     lc->cursor = 0;
+    lc->dump_end = store_count(lc->l->ls->w->store);
     lc->out_recs = lc->out_bytes = 0;
     lc->out_t0 = ev_time();
     lc->c->low_water = resync_chunk(lc->c);
