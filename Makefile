@@ -112,7 +112,8 @@ integration: all
 asan: | $(DEPSTAMP)
 	$(MAKE) BUILD=build-asan BINDIR=build-asan/bin \
 	  OPT="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
-	  LDFLAGS="-fsanitize=address,undefined" all
+	  LDFLAGS="-fsanitize=address,undefined" \
+	  $(addprefix build-asan/bin/,herd-worker herd-supervisor herdctl)
 
 run: $(PROGS)
 	$(BINDIR)/herd-supervisor -f -c etc/herd.ini

@@ -28,6 +28,13 @@ FIVE_LINKS = {
 }
 
 
+# Sanitized binaries start and run several times slower: time bounds in tests
+# are multiplied by this (the runner sets HERD_SANITIZER_LOG_DIR for them).
+SLOW = 4.0 if os.environ.get("HERD_SANITIZER_LOG_DIR") else 1.0
+# ASan's shadow memory and quarantine inflate RSS: memory bounds scale by this.
+RSS_SLACK = 4.0 if os.environ.get("HERD_SANITIZER_LOG_DIR") else 1.0
+
+
 def binary(name):
     return os.path.join(BIN, name)
 
