@@ -45,6 +45,11 @@ def alive(pid):
     return data[data.rindex(")") + 2] != "Z"
 
 
+def read_text(path):
+    with open(path, errors="replace") as f:
+        return f.read()
+
+
 def answers_iamat(port):
     try:
         c = Client(port, timeout=1)
@@ -178,7 +183,7 @@ class SupervisorTest(HerdTestCase):
         self.assertIn("syntax is ok, 2 servers", p.stdout)
         with open(self.cfg, "a") as f:
             f.write("bogus_key = 1\n")
-        lines = open(self.cfg).read().count("\n")
+        lines = read_text(self.cfg).count("\n")
         p = self.ctl("check-config")
         self.assertEqual(p.returncode, 2)
         self.assertIn("%s:%d:" % (self.cfg, lines), p.stderr)
@@ -303,6 +308,27 @@ class SupervisorTest(HerdTestCase):
         wait_for(lambda: self.running_with_new_pid("Alpha", new["pid"]), 3, 0.02,
                  "Alpha back after kill TERM")
 
+    def test_worker_config_error_is_retried_with_backoff(self):
+        self.herd(["Alpha", "Beta"])
+        st = self.start()
+        good = read_text(self.cfg)
+        with open(self.cfg, "a") as f:
+            f.write("bogus_key = 1\n")  # the next worker to start exits 2
+        old = self.server("Alpha", st)["pid"]
+        self.assertEqual(self.ctl("kill", "Alpha").returncode, 0)
+        srv = wait_for(lambda: (lambda s: s["state"] == "backoff" and s)(self.server("Alpha")),
+                       3, 0.02, "Alpha in backoff")
+        self.assertTrue(srv["config_error"], srv)
+        self.assertEqual(srv["last_exit"], "exit 2")
+        self.assertGreater(srv["backoff"], 0, "exit 2 is never retried at once")
+        p = self.ctl("status")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("config error", p.stdout)
+        self.assertEqual(self.server("Beta")["pid"], self.server("Beta", st)["pid"])
+        with open(self.cfg, "w") as f:
+            f.write(good)
+        wait_for(lambda: self.running_with_new_pid("Alpha", old), 4, 0.05, "Alpha back")
+
     def test_stop_escalates_to_sigkill(self):
         self.herd(["Alpha"], extra={"stop_timeout": "0.5", "heartbeat_timeout": "30"})
         st = self.start()
@@ -315,8 +341,7 @@ class SupervisorTest(HerdTestCase):
         self.assertFalse(alive(pid))
         self.assertGreaterEqual(elapsed, 0.4)
         self.assertLess(elapsed, 4)
-        with open(self.path("log", "supervisor.log")) as f:
-            self.assertIn("SIGKILL", f.read())
+        self.assertIn("SIGKILL", read_text(self.path("log", "supervisor.log")))
 
     # -- no orphans ------------------------------------------------------------
 
@@ -344,6 +369,7 @@ class SupervisorTest(HerdTestCase):
         p.send_signal(signal.SIGINT)
         self.assertEqual(p.wait(timeout=8), 0)
         err = p.stderr.read().decode()
+        p.stderr.close()
         self.assertIn("stopping the herd", err, "-f logs to stderr")
         for pid in workers:
             self.assertFalse(alive(pid))
@@ -354,7 +380,8 @@ class SupervisorTest(HerdTestCase):
         self.herd(["Alpha"])
         ours, theirs = socket.socketpair()
         w = self.spawn([binary("herd-worker"), "-c", self.cfg, "--channel",
-                        str(theirs.fileno()), "Alpha"], pass_fds=[theirs.fileno()])
+                        str(theirs.fileno()), "Alpha"], pass_fds=[theirs.fileno()],
+                       stderr=subprocess.DEVNULL)
         theirs.close()
         ours.settimeout(5)
         buf = b""
@@ -477,7 +504,7 @@ class SupervisorTest(HerdTestCase):
         wait_for(lambda: os.path.exists(os.path.join(logdir, "Alpha.log")), 3, 0.02,
                  "a new Alpha.log")
         self.assertTrue(answers_iamat(self.ports["Alpha"]))
-        wait_for(lambda: "IAMAT" in open(os.path.join(logdir, "Alpha.log")).read(), 3, 0.05,
+        wait_for(lambda: "IAMAT" in read_text(os.path.join(logdir, "Alpha.log")), 3, 0.05,
                  "new lines in the new Alpha.log")
         # SIGHUP does the same for the supervisor.
         os.rename(os.path.join(logdir, "supervisor.log"),
@@ -519,8 +546,7 @@ class SupervisorTest(HerdTestCase):
     def test_reload_bad_file_changes_nothing(self):
         self.herd(["Alpha", "Beta"])
         st = self.start()
-        with open(self.cfg) as f:
-            good = f.read()
+        good = read_text(self.cfg)
         with open(self.cfg, "w") as f:
             f.write(good + "\n[server Alpha]\nport = %d\n" % free_port())
         p = self.ctl("reload")
