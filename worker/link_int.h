@@ -17,6 +17,7 @@
 #include "link_proto.h"
 
 struct links;
+struct store_rec;
 struct worker;
 
 /* The states of one link connection; the comment says what it waits for. */
@@ -42,11 +43,17 @@ struct lconn {
     size_t         dump_end;  /* records held at link-up: later ones are flooded live */
     size_t         out_recs, out_bytes;
     double         out_t0;
-    /* resync dump from the neighbour */
-    uint64_t       sync_left; /* AT lines of the current SYNC batch still due */
-    int            in_sync;
+    /* batches from the neighbour: its dump (SYNC) or what it learned in one
+     * (RELAY); their records are logged as one summary, not one by one */
+    uint64_t       batch_left;  /* AT lines of the current batch still due */
+    int            batch_relay; /* the current batch is a RELAY */
+    int            in_sync;     /* between the first SYNC and SYNCED */
     size_t         in_recs, in_new, in_bytes;
     double         in_t0;
+    size_t         rl_recs, rl_new, rl_bytes; /* the current RELAY batch */
+    /* records learned in a resync, waiting to go to this neighbour as a RELAY */
+    struct buf     relay;
+    size_t         relay_n;
 };
 
 struct link {
@@ -69,6 +76,7 @@ struct links {
     struct link   *v;        /* owned; one per configured neighbour */
     size_t         n;
     uint64_t       rng;      /* xorshift state for backoff jitter */
+    ev_timer       relay_timer; /* sends staged RELAY batches next iteration */
     int            stopping; /* links_free is closing everything: no redials */
 };
 
@@ -80,6 +88,13 @@ void link_log_io(int level, const struct link *l, const char *dir, const char *l
  * Returns -1 when the conn closed (LC may be freed by then). */
 int link_send_ctl(struct lconn *lc, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* link_sync.c: stages REC (learned in a batch on FROM) for every other live
+ * link; the relay timer sends them as RELAY batches. */
+void link_relay(struct links *ls, const struct store_rec *rec, const struct conn *from);
+
+/* link_sync.c: the relay timer's callback (sends every staged RELAY). */
+void link_relay_flush_all(struct ev_loop *loop, ev_timer *t, int revents);
 
 /* link_sync.c: a line on a live link. */
 void link_up_line(struct lconn *lc, char *line, size_t len);

@@ -118,7 +118,23 @@ static enum link_kind parse_hello(const struct proto_str *f, int n, struct link_
     return LINK_MSG_HELLO;
 }
 
-/* Verbs with fixed arguments: WELCOME, AUTH, OK, KNOCK, PING, PONG, SYNC(ED). */
+static const char *const COUNTED[] = { "SYNC", "SYNCED", "RELAY" };
+static const enum link_kind COUNTED_KIND[] = { LINK_MSG_SYNC, LINK_MSG_SYNCED, LINK_MSG_RELAY };
+
+/* "VERB n" lines; LINK_MSG_NONE when V is not one of their verbs. */
+static enum link_kind parse_counted(const struct proto_str *f, int n, struct link_msg *m)
+{
+    for (size_t i = 0; i < sizeof COUNTED / sizeof COUNTED[0]; i++) {
+        if (!link_str_is(f[1], COUNTED[i]))
+            continue;
+        if (n == 3 && count_ok(f[2], &m->count))
+            return COUNTED_KIND[i];
+        return LINK_MSG_INVALID;
+    }
+    return LINK_MSG_NONE;
+}
+
+/* Verbs with fixed arguments: WELCOME, AUTH, OK, KNOCK, PING, PONG. */
 static enum link_kind parse_verb(const struct proto_str *f, int n, struct link_msg *m)
 {
     struct proto_str v = f[1];
@@ -142,12 +158,11 @@ static enum link_kind parse_verb(const struct proto_str *f, int n, struct link_m
         return LINK_MSG_PING;
     if (link_str_is(v, "PONG") && n == 2)
         return LINK_MSG_PONG;
-    if ((link_str_is(v, "SYNC") || link_str_is(v, "SYNCED")) && n == 3 &&
-        count_ok(f[2], &m->count))
-        return link_str_is(v, "SYNC") ? LINK_MSG_SYNC : LINK_MSG_SYNCED;
+    enum link_kind k = parse_counted(f, n, m);
+    if (k != LINK_MSG_NONE)
+        return k;
     if (link_str_is(v, "WELCOME") || link_str_is(v, "AUTH") || link_str_is(v, "OK") ||
-        link_str_is(v, "KNOCK") || link_str_is(v, "PING") || link_str_is(v, "PONG") ||
-        link_str_is(v, "SYNC") || link_str_is(v, "SYNCED"))
+        link_str_is(v, "KNOCK") || link_str_is(v, "PING") || link_str_is(v, "PONG"))
         return LINK_MSG_INVALID;
     return LINK_MSG_UNKNOWN;
 }

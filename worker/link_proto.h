@@ -35,6 +35,7 @@ enum link_kind {
     LINK_MSG_PONG,
     LINK_MSG_SYNC,     /* SYNC n: the next n lines are resync records */
     LINK_MSG_SYNCED,   /* SYNCED n: the resync dump of n records is complete */
+    LINK_MSG_RELAY,    /* RELAY n: the next n lines are records learned in a resync */
 };
 
 /* Fields point into the parsed line; unused ones are empty. */
@@ -45,7 +46,7 @@ struct link_msg {
     struct proto_str nonce;  /* HELLO, WELCOME */
     struct proto_str proof;  /* AUTH, OK: LINK_PROOF_HEX hex digits or "-" */
     struct proto_str reason; /* REFUSED: the rest of the line, trimmed */
-    uint64_t         count;  /* SYNC, SYNCED */
+    uint64_t         count;  /* SYNC, SYNCED, RELAY */
 };
 
 /* Parses one line (without '\n'; a trailing '\r' or blanks are allowed). */

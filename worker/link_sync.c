@@ -54,50 +54,72 @@ static int normalize_at(const struct proto_msg *m, char *buf, struct proto_str *
     return (int)pos - 1;
 }
 
-/* An AT line from the neighbour: store it, and flood it on when newer. */
+/* Counts a batch record; logs the summary when a RELAY batch is complete. */
+static void batch_count(struct lconn *lc, size_t len, int rc)
+{
+    if (!lc->batch_relay) {
+        lc->in_recs++;
+        lc->in_bytes += len + 1;
+        lc->in_new += rc > 0;
+        return;
+    }
+    lc->rl_recs++;
+    lc->rl_bytes += len + 1;
+    lc->rl_new += rc > 0;
+    if (lc->batch_left == 0)
+        log_info("relay from %s: %zu records (%zu new), %zu bytes", lc->l->peer->name,
+                 lc->rl_recs, lc->rl_new, lc->rl_bytes);
+}
+
+/* An AT line from the neighbour: store it, and pass it on when newer. */
 static void got_at(struct lconn *lc, const char *line, size_t len)
 {
     struct worker *w = lc->l->ls->w;
-    int quiet = lc->sync_left > 0; /* resync records are logged as a summary */
+    int quiet = lc->batch_left > 0; /* batch records are logged as a summary */
     if (quiet)
-        lc->sync_left--;
+        lc->batch_left--;
     else
         link_log_io(LOG_INFO, lc->l, "in", line, len);
     struct proto_msg m;
     char at[AT_BUF];
     struct proto_str id;
-    int n = proto_parse(line, len, &m) == PROTO_AT ? normalize_at(&m, at, &id) : -1;
-    if (n < 0) {
+    const struct store_rec *rec = NULL;
+    int rc = proto_parse(line, len, &m) == PROTO_AT ? normalize_at(&m, at, &id) : -1;
+    if (rc < 0) {
         if (quiet)
             link_log_io(LOG_INFO, lc->l, "in", line, len);
         log_warn("link %s: ignoring a line that is not an AT line", lc->l->peer->name);
-        return;
+    } else {
+        w->stats.floods_in++;
+        rc = store_put(w->store, id, m.t, at, (size_t)rc, &rec);
+        if (rc < 0)
+            log_error("store: out of memory, update of %.*s not kept", (int)id.len, id.p);
     }
-    w->stats.floods_in++;
-    const struct store_rec *rec;
-    int rc = store_put(w->store, id, m.t, at, (size_t)n, &rec);
-    if (quiet) {
-        lc->in_recs++;
-        lc->in_bytes += len + 1;
-        lc->in_new += rc > 0;
-    }
-    if (rc < 0)
-        log_error("store: out of memory, update of %.*s not kept", (int)id.len, id.p);
+    if (quiet)
+        batch_count(lc, len, rc);
+    /* What a resync taught us goes on in batches too, so a restarted worker
+     * does not log its whole store once per neighbour. */
+    if (rc > 0 && quiet)
+        link_relay(w->links, rec, lc->c);
     else if (rc > 0)
         links_flood(w->links, rec, lc->c);
 }
 
-static void got_sync(struct lconn *lc, const struct link_msg *m)
+static void got_batch(struct lconn *lc, const struct link_msg *m)
 {
-    if (m->kind == LINK_MSG_SYNC) {
-        if (!lc->in_sync) {
-            lc->in_sync = 1;
-            lc->in_t0 = ev_time();
-            lc->in_recs = lc->in_new = lc->in_bytes = 0;
-        }
-        lc->sync_left = m->count;
-        return;
+    lc->batch_left = m->count;
+    lc->batch_relay = m->kind == LINK_MSG_RELAY;
+    if (lc->batch_relay)
+        lc->rl_recs = lc->rl_new = lc->rl_bytes = 0;
+    else if (!lc->in_sync) {
+        lc->in_sync = 1;
+        lc->in_t0 = ev_time();
+        lc->in_recs = lc->in_new = lc->in_bytes = 0;
     }
+}
+
+static void got_synced(struct lconn *lc, const struct link_msg *m)
+{
     log_info("resync from %s: %zu records (%zu new), %zu bytes, %.0f ms", lc->l->peer->name,
              lc->in_recs, lc->in_new, lc->in_bytes,
              lc->in_sync ? (ev_time() - lc->in_t0) * 1e3 : 0.0);
@@ -105,7 +127,6 @@ static void got_sync(struct lconn *lc, const struct link_msg *m)
         log_warn("link %s: resync announced %llu records, %zu arrived", lc->l->peer->name,
                  (unsigned long long)m->count, lc->in_recs);
     lc->in_sync = 0;
-    lc->sync_left = 0;
 }
 
 void link_up_line(struct lconn *lc, char *line, size_t len)
@@ -117,7 +138,8 @@ void link_up_line(struct lconn *lc, char *line, size_t len)
         return;
     }
     /* Heartbeats and batch headers would drown the log: debug only. */
-    int quiet = k == LINK_MSG_PING || k == LINK_MSG_PONG || k == LINK_MSG_SYNC;
+    int quiet = k == LINK_MSG_PING || k == LINK_MSG_PONG || k == LINK_MSG_SYNC ||
+                k == LINK_MSG_RELAY;
     link_log_io(quiet ? LOG_DEBUG : LOG_INFO, lc->l, "in", line, len);
     switch (k) {
     case LINK_MSG_PING:
@@ -126,8 +148,11 @@ void link_up_line(struct lconn *lc, char *line, size_t len)
     case LINK_MSG_PONG:
         return;
     case LINK_MSG_SYNC:
+    case LINK_MSG_RELAY:
+        got_batch(lc, &m);
+        return;
     case LINK_MSG_SYNCED:
-        got_sync(lc, &m);
+        got_synced(lc, &m);
         return;
     case LINK_MSG_REFUSED:
         log_warn("link %s: refused by the neighbour: %.*s", lc->l->peer->name,
@@ -207,23 +232,86 @@ void link_resync_start(struct lconn *lc)
     link_resync_fill(lc);
 }
 
-void links_flood(struct links *ls, const struct store_rec *rec, const struct conn *from)
+/* REC as a line with its '\n' in LINE; 0, or -1 when it is not an AT line. */
+static int rec_line(const struct store_rec *rec, char line[AT_BUF])
 {
-    char line[AT_BUF];
-    if (ls == NULL || rec == NULL)
-        return;
-    if (rec->len + 1u > sizeof line) {
+    if (rec->len + 1u > AT_BUF) {
         log_error("flood: record of %u bytes is not an AT line, not sent", (unsigned)rec->len);
-        return;
+        return -1;
     }
     memcpy(line, rec->line, rec->len);
     line[rec->len] = '\n';
+    return 0;
+}
+
+static void flood_one(struct lconn *lc, const char *line, size_t len)
+{
+    link_log_io(LOG_INFO, lc->l, "out", line, len);
+    if (conn_send(lc->c, line, len) == 0)
+        lc->l->ls->w->stats.floods_out++;
+}
+
+void links_flood(struct links *ls, const struct store_rec *rec, const struct conn *from)
+{
+    char line[AT_BUF];
+    if (ls == NULL || rec == NULL || rec_line(rec, line) < 0)
+        return;
+    for (size_t i = 0; i < ls->n; i++) {
+        struct lconn *lc = ls->v[i].up;
+        if (lc != NULL && lc->c != from)
+            flood_one(lc, line, rec->len + 1u);
+    }
+}
+
+/* Sends LC's staged relays as one RELAY batch. -1 when the conn closed. */
+static int relay_flush(struct lconn *lc)
+{
+    size_t n = lc->relay_n, bytes = buf_len(&lc->relay);
+    if (n == 0)
+        return 0;
+    lc->relay_n = 0;
+    if (link_send_ctl(lc, LOG_DEBUG, "%s RELAY %zu", LINK_VERSION, n) < 0)
+        return -1;
+    log_info("relay to %s: %zu records, %zu bytes", lc->l->peer->name, n, bytes);
+    if (conn_send(lc->c, buf_head(&lc->relay), bytes) < 0)
+        return -1;
+    lc->l->ls->w->stats.floods_out += n;
+    buf_consume(&lc->relay, bytes, 0);
+    return 0;
+}
+
+void link_relay_flush_all(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct links *ls = t->data;
+    (void)loop;
+    (void)revents;
+    for (size_t i = 0; i < ls->n; i++)
+        if (ls->v[i].up)
+            relay_flush(ls->v[i].up);
+}
+
+void link_relay(struct links *ls, const struct store_rec *rec, const struct conn *from)
+{
+    char line[AT_BUF];
+    size_t len = rec->len + 1u;
+    if (rec_line(rec, line) < 0)
+        return;
     for (size_t i = 0; i < ls->n; i++) {
         struct lconn *lc = ls->v[i].up;
         if (lc == NULL || lc->c == from)
             continue;
-        link_log_io(LOG_INFO, lc->l, "out", line, rec->len + 1u);
-        if (conn_send(lc->c, line, rec->len + 1u) == 0)
-            ls->w->stats.floods_out++;
+        size_t chunk = resync_chunk(lc->c);
+        if (buf_len(&lc->relay) + len > chunk && relay_flush(lc) < 0)
+            continue;
+        if (buf_append(&lc->relay, line, len, chunk) < 0) {
+            flood_one(lc, line, len); /* out of memory: the plain way */
+            continue;
+        }
+        lc->relay_n++;
+    }
+    /* Sent next iteration: one batch holds everything read in this one. */
+    if (!ev_is_active(&ls->relay_timer)) {
+        ev_timer_set(&ls->relay_timer, 0., 0.);
+        ev_timer_start(ls->w->loop, &ls->relay_timer);
     }
 }

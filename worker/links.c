@@ -367,6 +367,7 @@ static void on_close(struct conn *c, const char *why)
             log_info("link %s: handshake failed: %s", l->peer->name, reason);
     }
     c->ud = NULL;
+    buf_free(&lc->relay);
     free(lc);
     if (l->we_dial && l->up == NULL && l->hs == NULL && !l->ls->stopping)
         backoff_redial(l);
@@ -522,6 +523,8 @@ struct links *links_new(struct worker *w, char *err, size_t errlen)
         return NULL;
     }
     *ls = (struct links){ .w = w, .v = v, .n = self->npeers, .rng = seed() };
+    ev_init(&ls->relay_timer, link_relay_flush_all);
+    ls->relay_timer.data = ls;
     for (size_t i = 0; i < ls->n; i++) {
         struct link *l = &v[i];
         l->ls = ls;
@@ -550,6 +553,7 @@ void links_free(struct links *ls)
     if (ls == NULL)
         return;
     ls->stopping = 1;
+    ev_timer_stop(ls->w->loop, &ls->relay_timer);
     for (size_t i = 0; i < ls->n; i++) {
         struct link *l = &ls->v[i];
         ev_timer_stop(ls->w->loop, &l->redial);

@@ -237,6 +237,31 @@ class TestRecovery(HerdCase):
         self.assertLess(time.monotonic() - t0, 1.0)
 
 
+    def test_what_a_resync_teaches_goes_on_to_the_far_side(self):
+        # Alpha - Beta - Gamma in a chain: while Beta is down, Alpha and Gamma
+        # cannot talk. When Beta comes up, each side's news reaches the other
+        # through Beta (its dump or its RELAY of what it learned).
+        names = ["Alpha", "Beta", "Gamma"]
+        ports = {n: free_port() for n in names}
+        cfg = self.config(ports, links={"Beta": ["Alpha", "Gamma"]})
+        for n in ("Alpha", "Gamma"):
+            self.start_worker(cfg, n, ports[n])
+        for i in range(300):
+            self.iamat(ports["Alpha"] if i % 2 else ports["Gamma"], "k%d" % i, "%d.0" % T0)
+        self.start_worker(cfg, "Beta", ports["Beta"])
+        t0 = time.monotonic()
+        self.wait_known(ports["Gamma"], "k299", timeout=1.0)
+        self.wait_known(ports["Alpha"], "k298", timeout=1.0)
+        self.assertLess(time.monotonic() - t0, 1.0)
+        for i in range(300):
+            for n in names:
+                self.assertIsNotNone(self.at_line(ports[n], "k%d" % i), (n, i))
+        beta = self.log_text("Beta")
+        self.assertRegex(beta, r"resync from (Alpha|Gamma): 150 records \(150 new\)")
+        self.assertNotRegex(beta, r'link \S+ (in|out) "AT \S+ \S+ k\d+ ',
+                            "resync and relayed records are logged as summaries")
+
+
 class TestBackPressure(HerdCase):
     def test_neighbour_that_never_reads(self):
         ports = {"Alice": free_port(), "Bob": free_port()}
