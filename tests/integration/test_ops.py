@@ -197,6 +197,46 @@ class ShippedFiles(OpsCase):
         self.assertNotIn("herd.service:", out, out)
 
 
+class HostSetup(OpsCase):
+    """scripts/herd-host-setup into a DESTDIR."""
+
+    def run_setup(self, *args):
+        r = subprocess.run([os.path.join(ROOT, "scripts", "herd-host-setup")] + list(args),
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+        self.assertEqual(r.returncode, 0, (r.stdout + r.stderr).decode(errors="replace"))
+
+    def test_host_setup_into_destdir(self):
+        dest = self.path("root")
+        cfg = self.config({"A1": {"port": free_port(), "node": "a"},
+                           "B1": {"port": free_port(), "node": "b"}}, links={"A1": ["B1"]})
+        self.run_setup("--destdir", dest, "--prefix", "/opt/herd", "--config", cfg,
+                       "--node", "b")
+        p = lambda *parts: os.path.join(dest, *parts)
+        mode = lambda path: stat.S_IMODE(os.stat(path).st_mode)
+        for rel in ("var/log/herd", "var/lib/herd", "etc/herd"):
+            self.assertTrue(os.path.isdir(p(rel)), rel)
+        self.assertEqual(read(p("etc/herd/herd.ini")), read(cfg))
+        self.assertEqual(mode(p("etc/herd/herd.ini")), 0o600)
+        for rel, shipped in (("etc/logrotate.d/herd", SHIPPED_LOGROTATE),
+                             ("etc/cron.d/herd", SHIPPED_CRON),
+                             ("etc/systemd/system/herd.service", SHIPPED_UNIT)):
+            self.assertEqual(mode(p(rel)), 0o644, rel)
+            text = read(p(rel))
+            self.assertNotIn("/usr/local/bin/herd", text, rel)
+            self.assertEqual(text, read(shipped).replace("/usr/local/bin/", "/opt/herd/bin/")
+                             .replace("/usr/local/share/", "/opt/herd/share/"), rel)
+        self.assertEqual(read(p("etc/default/herd")), 'HERD_OPTS="--node b"\n')
+        self.assertEqual(mode(p("etc/default/herd")), 0o600)
+
+        # Again, with another node and no cron line: other settings are kept.
+        with open(p("etc/default/herd"), "a") as f:
+            f.write("HERD_PLACES_KEY=k\n")
+        self.run_setup("--destdir", dest, "--node", "c", "--no-cron")
+        self.assertEqual(read(p("etc/default/herd")), 'HERD_PLACES_KEY=k\nHERD_OPTS="--node c"\n')
+        self.assertFalse(os.path.exists(p("etc/cron.d/herd")))
+        self.assertIn("/usr/local/bin/herdctl", read(p("etc/logrotate.d/herd")))
+
+
 class Rotation(OpsCase):
     """logrotate with the shipped rules while clients and herdctl keep going."""
 
