@@ -178,6 +178,45 @@ class Client:
             pass
 
 
+# Sanitized binaries write their reports here (tests/run-tests sets it with
+# ASAN_OPTIONS=log_path=...); a report written during a test fails that test.
+SANITIZER_LOG_DIR = os.environ.get("HERD_SANITIZER_LOG_DIR")
+
+
+def sanitizer_files():
+    try:
+        return set(os.listdir(SANITIZER_LOG_DIR)) if SANITIZER_LOG_DIR else set()
+    except OSError:
+        return set()
+
+
+def sanitizer_text(names, limit=8000):
+    text = ""
+    for n in names:
+        try:
+            with open(os.path.join(SANITIZER_LOG_DIR, n), errors="replace") as f:
+                text += "== %s\n%s\n" % (n, f.read()[:limit])
+        except OSError:
+            pass
+    return text
+
+
+def stop_gently(procs, timeout):
+    """SIGTERM to every live process, then waits up to timeout for them all."""
+    for p in procs:
+        if p.poll() is None:
+            try:
+                p.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+
+
 class HerdTestCase(unittest.TestCase):
     """Base class: a temp folder, processes killed by PID in tearDown."""
 
@@ -185,10 +224,14 @@ class HerdTestCase(unittest.TestCase):
         self.tmp = tempfile.mkdtemp(prefix="herdtest-")
         self.procs = []
         self.clients = []
+        self._sanitizer_seen = sanitizer_files()
 
     def tearDown(self):
         for c in self.clients:
             c.close()
+        if SANITIZER_LOG_DIR:
+            # A graceful stop first: LeakSanitizer reports only at exit.
+            stop_gently(self.procs, 10)
         for p in self.procs:
             if p.poll() is None:
                 try:
@@ -197,6 +240,9 @@ class HerdTestCase(unittest.TestCase):
                     pass
                 p.wait(timeout=5)
         shutil.rmtree(self.tmp, ignore_errors=True)
+        new = sorted(sanitizer_files() - self._sanitizer_seen)
+        if new:
+            self.fail("sanitizer reports during this test:\n" + sanitizer_text(new))
 
     def path(self, *parts):
         return os.path.join(self.tmp, *parts)
