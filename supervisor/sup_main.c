@@ -171,6 +171,10 @@ static int daemonize(int *notify)
     }
     close(p[0]);
     setsid();
+    /* Every path we use is absolute; a daemon must not pin its starter's
+     * folder (an unmount, a temp dir being removed). */
+    if (chdir("/") != 0)
+        return -1;
     *notify = p[1];
     return 0;
 }
