@@ -259,6 +259,19 @@ class Rotation(OpsCase):
         # -f: rotate now, not when a day has passed.
         return argv[:1] + ["-f"] + argv[1:]
 
+    def test_rotation_with_the_herd_stopped(self):
+        # postrotate's herdctl exits 3 (no supervisor): not a logrotate error.
+        cfg = self.config({"Riley": free_port()})
+        log_dir = self.path("log")
+        os.makedirs(log_dir)
+        with open(os.path.join(log_dir, "Riley.log"), "w") as f:
+            f.write("a line from before\n")
+        argv = self.rotation_config(cfg, log_dir)
+        r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+        self.assertEqual(r.returncode, 0, (r.stdout + r.stderr).decode(errors="replace"))
+        self.assertEqual(read(os.path.join(log_dir, "Riley.log.1")), "a line from before\n")
+        self.assertEqual(read(os.path.join(log_dir, "Riley.log")), "")
+
     def test_rotation_loses_and_repeats_nothing(self):
         port = free_port()
         cfg = self.config({"Riley": port})
