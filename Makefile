@@ -147,7 +147,7 @@ install: $(PROGS)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/doc/herd/examples
 	install -m 0755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
 	cp -R etc/. $(DESTDIR)$(PREFIX)/share/doc/herd/examples/
-	install -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/herd/
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/herd/
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(PREFIX)/bin/,herd-worker herd-supervisor herdctl)

@@ -23,6 +23,7 @@ static struct {
     char            tag[64];
     int             fd;
     int             also_stderr;
+    int             own_stderr;
     enum log_level  level;
     size_t          used;
     time_t          stamp_sec;
@@ -103,7 +104,18 @@ int log_reopen(void)
     if (lg.fd >= 0)
         close(lg.fd);
     lg.fd = fd;
+    if (lg.own_stderr)
+        dup2(fd, STDERR_FILENO);
     return 0;
+}
+
+void log_own_stderr(void)
+{
+    if (lg.fd < 0)
+        return;
+    lg.own_stderr = 1;
+    lg.also_stderr = 0; /* stderr is the file: do not write lines twice */
+    dup2(lg.fd, STDERR_FILENO);
 }
 
 void log_set_level(enum log_level level) { lg.level = level; }

@@ -22,8 +22,13 @@ int log_open(const char *path, const char *tag, enum log_level level, int also_s
 /* Flushes and closes. */
 void log_close(void);
 
-/* Flushes, closes and opens the same path again. Returns 0 or -1 with errno. */
+/* Flushes, closes and opens the same path again. Returns 0 or -1 with errno.
+ * With log_own_stderr() on, stderr is moved to the new file as well. */
 int log_reopen(void);
+
+/* Points stderr (fd 2) at the log file now and after every reopen, so crash
+ * reports of a detached process follow the log through rotation. */
+void log_own_stderr(void);
 
 /* Writes every buffered line out. */
 void log_flush(void);

@@ -226,6 +226,8 @@ int main(int argc, char **argv)
         cfg_free(w.cfg);
         return 1;
     }
+    if (o.channel_fd >= 0 && !isatty(STDERR_FILENO))
+        log_own_stderr(); /* detached: stderr is our log, keep it so after rotation */
     w.loop = ev_default_loop(EVFLAG_AUTO);
     ev_signal sterm, sint, susr1;
     ev_signal_init(&sterm, on_stop_signal, SIGTERM);
