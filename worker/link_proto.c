@@ -195,3 +195,28 @@ enum link_kind link_parse(const char *line, size_t len, struct link_msg *m)
     }
     return m->kind;
 }
+
+static int put(char *buf, size_t size, size_t *pos, struct proto_str f, char sep)
+{
+    if (*pos + f.len + 1 > size)
+        return -1;
+    memcpy(buf + *pos, f.p, f.len);
+    *pos += f.len;
+    buf[(*pos)++] = sep;
+    return 0;
+}
+
+int link_at_canon(const struct proto_msg *m, char *buf, size_t size, struct proto_str *id)
+{
+    static const struct proto_str at = { "AT", 2 };
+    size_t pos = 0;
+    if (m->kind != PROTO_AT || put(buf, size, &pos, at, ' ') < 0 ||
+        put(buf, size, &pos, m->server, ' ') < 0 || put(buf, size, &pos, m->diff, ' ') < 0)
+        return -1;
+    id->p = buf + pos;
+    id->len = m->id.len;
+    if (put(buf, size, &pos, m->id, ' ') < 0 || put(buf, size, &pos, m->loc, ' ') < 0 ||
+        put(buf, size, &pos, m->time, '\0') < 0)
+        return -1;
+    return (int)pos - 1;
+}

@@ -49,8 +49,20 @@ struct link_msg {
     uint64_t         count;  /* SYNC, SYNCED, RELAY */
 };
 
+/* Room for any AT line proto_parse accepts, rebuilt by link_at_canon, plus
+ * its '\n': six fields of at most PROTO_FIELD_MAX and five spaces. */
+#define LINK_AT_BUF (6 * PROTO_FIELD_MAX + 8)
+
 /* Parses one line (without '\n'; a trailing '\r' or blanks are allowed). */
 enum link_kind link_parse(const char *line, size_t len, struct link_msg *m);
+
+/*
+ * Rebuilds the AT line M (as parsed by proto_parse) with single spaces into
+ * BUF (NUL terminated), so what a worker stores and floods on does not depend
+ * on a neighbour's white space. Sets *id to the client ID inside BUF.
+ * Returns the length, or -1 when it does not fit in SIZE.
+ */
+int link_at_canon(const struct proto_msg *m, char *buf, size_t size, struct proto_str *id);
 
 /* Nonzero when S is a valid server name: 1..LINK_NAME_MAX of [A-Za-z0-9_.-]. */
 int link_name_ok(const char *s, size_t len);

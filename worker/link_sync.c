@@ -15,8 +15,8 @@
 #include "store.h"
 #include "worker.h"
 
-/* Room for one AT line and its '\n': every field is at most PROTO_FIELD_MAX. */
-#define AT_BUF (PROTO_AT_MAX + 8)
+/* Room for one AT line and its '\n'. */
+#define AT_BUF LINK_AT_BUF
 /* A resync keeps at most this much queued (and at most a quarter of the
  * link's queue, leaving the rest to live floods). */
 #define RESYNC_CHUNK (256 * 1024)
@@ -25,33 +25,6 @@ static size_t resync_chunk(const struct conn *c)
 {
     size_t q = c->out_max / 4;
     return q < RESYNC_CHUNK ? q : RESYNC_CHUNK;
-}
-
-static int put(char *buf, size_t *pos, struct proto_str f, char sep)
-{
-    if (*pos + f.len + 1 > AT_BUF)
-        return -1;
-    memcpy(buf + *pos, f.p, f.len);
-    *pos += f.len;
-    buf[(*pos)++] = sep;
-    return 0;
-}
-
-/* Rebuilds the AT line with single spaces, so what is stored and flooded on
- * does not depend on a neighbour's white space. Sets *id to its client ID. */
-static int normalize_at(const struct proto_msg *m, char *buf, struct proto_str *id)
-{
-    size_t pos = 0;
-    static const struct proto_str at = { "AT", 2 };
-    if (put(buf, &pos, at, ' ') < 0 || put(buf, &pos, m->server, ' ') < 0 ||
-        put(buf, &pos, m->diff, ' ') < 0)
-        return -1;
-    id->p = buf + pos;
-    id->len = m->id.len;
-    if (put(buf, &pos, m->id, ' ') < 0 || put(buf, &pos, m->loc, ' ') < 0 ||
-        put(buf, &pos, m->time, '\0') < 0)
-        return -1;
-    return (int)pos - 1;
 }
 
 /* Counts a batch record; logs the summary when a RELAY batch is complete. */
@@ -84,7 +57,7 @@ static void got_at(struct lconn *lc, const char *line, size_t len)
     char at[AT_BUF];
     struct proto_str id;
     const struct store_rec *rec = NULL;
-    int rc = proto_parse(line, len, &m) == PROTO_AT ? normalize_at(&m, at, &id) : -1;
+    int rc = proto_parse(line, len, &m) == PROTO_AT ? link_at_canon(&m, at, sizeof at, &id) : -1;
     if (rc < 0) {
         if (quiet)
             link_log_io(LOG_INFO, lc->l, "in", line, len);
