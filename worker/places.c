@@ -23,57 +23,57 @@
 #include "places_key.h"
 #include "places_multi.h"
 
-#define PLACES_COORD_MAX    32   /* "-118.445127" and friends */
-#define PLACES_CONNECT_MAX  3.0  /* s: a SYN lost twice; the rest is for the answer */
+#define PLACES_COORD_MAX    32  /* "-118.445127" and friends */
+#define PLACES_CONNECT_MAX  3.0 /* s: a SYN lost twice; the rest is for the answer */
 #define PLACES_BODY_INITIAL 16384
 
-#define PLACES_NO_KEY_MESSAGE                                                         \
-    "No Places API key is configured: set the HERD_PLACES_KEY environment variable " \
+#define PLACES_NO_KEY_MESSAGE                                                                      \
+    "No Places API key is configured: set the HERD_PLACES_KEY environment variable "               \
     "or places_key_file in the [herd] section of the configuration file"
 
 /* One upstream request, shared by every query for the same question. */
 struct places_fetch {
-    UT_hash_handle     hh;          /* in pl->fetches, by key */
-    struct places     *pl;
-    CURL              *easy;
+    UT_hash_handle hh; /* in pl->fetches, by key */
+    struct places *pl;
+    CURL *easy;
     struct places_req *head, *tail; /* waiters, in arrival order */
-    size_t             waiters;
-    char              *body;        /* bounded by pl->max_body */
-    size_t             len, cap;
-    int                too_large;
-    ev_tstamp          started;
-    char              *log_url;     /* the URL with key=REDACTED */
-    char               errbuf[CURL_ERROR_SIZE];
-    size_t             keylen;
-    char               key[];       /* "LAT,LNG,RADIUS" */
+    size_t waiters;
+    char *body; /* bounded by pl->max_body */
+    size_t len, cap;
+    int too_large;
+    ev_tstamp started;
+    char *log_url; /* the URL with key=REDACTED */
+    char errbuf[CURL_ERROR_SIZE];
+    size_t keylen;
+    char key[]; /* "LAT,LNG,RADIUS" */
 };
 
 /* One query waiting for a fetch. fetch is NULL while its answer is being
  * delivered, which tells places_cancel that the deliverer frees it. */
 struct places_req {
-    struct places_req   *prev, *next;
+    struct places_req *prev, *next;
     struct places_fetch *fetch;
-    unsigned             bound;
-    places_cb            cb;
-    void                *arg;
+    unsigned bound;
+    places_cb cb;
+    void *arg;
 };
 
 struct places {
-    struct ev_loop       *loop;
-    struct places_multi  *multi;
-    struct places_fetch  *fetches;    /* uthash, in flight */
-    struct places_cache  *cache;
-    char                 *url;
-    char                 *key;        /* NULL: no key, answer REQUEST_DENIED */
-    char                 *key_escaped;/* as it appears URL-encoded, for redaction */
-    long                  timeout_ms;
-    long                  connect_ms;
-    size_t                max_body;
-    char                 *nokey_text; /* the REQUEST_DENIED answer, formatted once */
-    size_t                nokey_len;
-    char                 *oom_text;   /* the answer when memory runs out */
-    size_t                oom_len;
-    struct places_stats   stats;
+    struct ev_loop *loop;
+    struct places_multi *multi;
+    struct places_fetch *fetches; /* uthash, in flight */
+    struct places_cache *cache;
+    char *url;
+    char *key;         /* NULL: no key, answer REQUEST_DENIED */
+    char *key_escaped; /* as it appears URL-encoded, for redaction */
+    long timeout_ms;
+    long connect_ms;
+    size_t max_body;
+    char *nokey_text; /* the REQUEST_DENIED answer, formatted once */
+    size_t nokey_len;
+    char *oom_text; /* the answer when memory runs out */
+    size_t oom_len;
+    struct places_stats stats;
 };
 
 /* libcurl's messages may quote the URL, Google's may quote the request:
@@ -87,8 +87,7 @@ static void places_redact(const struct places *pl, char *s, size_t size)
 /* --- answers ---------------------------------------------------------------------- */
 
 /* Formats an error answer once, for the answers that must not fail later. */
-static int places_error_text(const char *status, const char *message, char **out,
-                             size_t *len)
+static int places_error_text(const char *status, const char *message, char **out, size_t *len)
 {
     struct json_object *obj = places_error_json(status, message);
     int rc = obj ? places_format(obj, 0, out, len) : -1;
@@ -98,8 +97,8 @@ static int places_error_text(const char *status, const char *message, char **out
 }
 
 /* Answers one query from OBJ (NULL: out of memory). */
-static void places_answer(struct places *pl, struct json_object *obj, unsigned bound,
-                          places_cb cb, void *arg)
+static void places_answer(struct places *pl, struct json_object *obj, unsigned bound, places_cb cb,
+                          void *arg)
 {
     char *text;
     size_t len;
@@ -113,8 +112,7 @@ static void places_answer(struct places *pl, struct json_object *obj, unsigned b
 }
 
 /* Answers one query with a Places-shaped UNKNOWN_ERROR. */
-static void places_answer_error(struct places *pl, const char *message, places_cb cb,
-                                void *arg)
+static void places_answer_error(struct places *pl, const char *message, places_cb cb, void *arg)
 {
     struct json_object *obj = places_error_json("UNKNOWN_ERROR", message);
 
@@ -168,6 +166,24 @@ static void places_req_unlink(struct places_fetch *f, struct places_req *r)
     f->waiters--;
 }
 
+/* Takes the first waiter off F (NULL when none). */
+static struct places_req *places_req_pop(struct places_fetch *f)
+{
+    struct places_req *r = f->head;
+
+    if (!r)
+        return NULL;
+    f->head = r->next;
+    if (f->head)
+        f->head->prev = NULL;
+    else
+        f->tail = NULL;
+    r->next = NULL;
+    r->fetch = NULL;
+    f->waiters--;
+    return r;
+}
+
 static void places_req_append(struct places_fetch *f, struct places_req *r)
 {
     r->fetch = f;
@@ -184,11 +200,10 @@ static void places_req_append(struct places_fetch *f, struct places_req *r)
 /* Frees F and its waiters without answering them (its easy handle is gone). */
 static void places_fetch_free(struct places_fetch *f)
 {
-    while (f->head) {
-        struct places_req *r = f->head;
-        places_req_unlink(f, r);
+    struct places_req *r;
+
+    while ((r = places_req_pop(f)) != NULL)
         free(r);
-    }
     free(f->body);
     curl_free(f->log_url);
     free(f);
@@ -202,8 +217,7 @@ static int places_url_param(CURLU *u, const char *name, const char *value, int e
 
     if (asprintf(&part, "%s=%s", name, value) < 0)
         return -1; /* part is undefined then */
-    rc = curl_url_set(u, CURLUPART_QUERY, part,
-                      CURLU_APPENDQUERY | (encode ? CURLU_URLENCODE : 0));
+    rc = curl_url_set(u, CURLUPART_QUERY, part, CURLU_APPENDQUERY | (encode ? CURLU_URLENCODE : 0));
     explicit_bzero(part, strlen(part));
     free(part);
     return rc == CURLUE_OK ? 0 : -1;
@@ -258,9 +272,8 @@ static int places_easy_setup(struct places *pl, struct places_fetch *f, const ch
  * Starts the one upstream request for question KEY and enters it in
  * pl->fetches. Returns it, or NULL with the reason in WHY.
  */
-static struct places_fetch *places_fetch_new(struct places *pl, const char *key,
-                                             size_t keylen, const char *lat,
-                                             const char *lng, const char *radius,
+static struct places_fetch *places_fetch_new(struct places *pl, const char *key, size_t keylen,
+                                             const char *lat, const char *lng, const char *radius,
                                              char *why, size_t whylen)
 {
     struct places_fetch *f = calloc(1, sizeof *f + keylen + 1);
@@ -306,12 +319,11 @@ fail:
 }
 
 /* Why a transfer libcurl ended with RC failed, for the log and the client. */
-static void places_curl_why(const struct places_fetch *f, CURLcode rc, double secs,
-                            char *why, size_t whylen)
+static void places_curl_why(const struct places_fetch *f, CURLcode rc, double secs, char *why,
+                            size_t whylen)
 {
     if (f->too_large || rc == CURLE_FILESIZE_EXCEEDED)
-        snprintf(why, whylen, "Places response too large (more than %zu bytes)",
-                 f->pl->max_body);
+        snprintf(why, whylen, "Places response too large (more than %zu bytes)", f->pl->max_body);
     else if (rc == CURLE_OPERATION_TIMEDOUT)
         snprintf(why, whylen, "Places request timed out after %.1f s", secs);
     else
@@ -327,8 +339,7 @@ static int places_cacheable(const char *status)
 }
 
 /* Logs an answer Places gave (HTTP 200, a JSON object). */
-static void places_log_answer(const struct places_fetch *f, struct json_object *obj,
-                              double secs)
+static void places_log_answer(const struct places_fetch *f, struct json_object *obj, double secs)
 {
     const char *status = places_status(obj);
     struct json_object *res, *msg;
@@ -363,8 +374,7 @@ static void places_scrub(const struct places *pl, struct json_object *obj)
         !json_object_is_type(msg, json_type_string))
         return;
     orig = json_object_get_string(msg);
-    if (!(pl->key && strstr(orig, pl->key)) &&
-        !(pl->key_escaped && strstr(orig, pl->key_escaped)))
+    if (!(pl->key && strstr(orig, pl->key)) && !(pl->key_escaped && strstr(orig, pl->key_escaped)))
         return;
     size = strlen(orig) * 9 + 1; /* room for a REDACTED for each byte */
     text = malloc(size);
@@ -412,8 +422,7 @@ static void places_deliver(struct places *pl, struct places_fetch *f, struct jso
 {
     struct places_req *r;
 
-    while ((r = f->head) != NULL) {
-        places_req_unlink(f, r);
+    while ((r = places_req_pop(f)) != NULL) {
         places_answer(pl, obj, r->bound, r->cb, r->arg);
         free(r);
     }
@@ -470,9 +479,8 @@ static int places_coord(struct proto_str s, char *out, size_t size)
     return 0;
 }
 
-struct places_req *places_query(struct places *pl, struct proto_str lat,
-                                struct proto_str lng, uint32_t radius_m_milli,
-                                unsigned bound, places_cb cb, void *arg)
+struct places_req *places_query(struct places *pl, struct proto_str lat, struct proto_str lng,
+                                uint32_t radius_m_milli, unsigned bound, places_cb cb, void *arg)
 {
     char slat[PLACES_COORD_MAX], slng[PLACES_COORD_MAX], radius[24];
     char key[3 * PLACES_COORD_MAX], why[256];
@@ -556,8 +564,7 @@ static int places_texts_init(struct places *pl)
 
 /* Copies places_url and proves that a request URL can be made from it now,
  * so a bad one stops the worker at start-up instead of failing each WHATSAT. */
-static int places_url_init(struct places *pl, const struct cfg_herd *cfg, char *err,
-                           size_t errlen)
+static int places_url_init(struct places *pl, const struct cfg_herd *cfg, char *err, size_t errlen)
 {
     char *probe;
 
@@ -605,8 +612,7 @@ struct places *places_new(struct ev_loop *loop, const struct cfg_herd *cfg, char
                                                               : (long)(PLACES_CONNECT_MAX * 1000);
     pl->max_body = cfg->places_max_body;
     /* libcurl first: everything after uses it. */
-    pl->multi = places_multi_new(loop, places_connections(cfg), places_fetch_done, pl, err,
-                                 errlen);
+    pl->multi = places_multi_new(loop, places_connections(cfg), places_fetch_done, pl, err, errlen);
     if (!pl->multi || places_key_load(cfg, &pl->key, err, errlen) < 0 ||
         places_url_init(pl, cfg, err, errlen) < 0)
         goto fail;
@@ -627,12 +633,16 @@ fail:
 
 void places_free(struct places *pl)
 {
-    struct places_fetch *f, *tmp;
+    struct places_fetch *f, *next;
 
     if (!pl)
         return;
-    HASH_ITER(hh, pl->fetches, f, tmp) {
-        HASH_DELETE(hh, pl->fetches, f);
+    /* Forget the table first, then free what it held (it holds no memory
+     * of the fetches themselves). */
+    f = pl->fetches;
+    HASH_CLEAR(hh, pl->fetches);
+    for (; f; f = next) {
+        next = f->hh.next;
         places_multi_remove(pl->multi, f->easy);
         curl_easy_cleanup(f->easy);
         places_fetch_free(f); /* waiters go unanswered, as promised */

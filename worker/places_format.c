@@ -27,10 +27,10 @@
 /* A growable output buffer whose first allocation failure sticks, so the
  * printer can append without checking every call and test once at the end. */
 struct fbuf {
-    char  *p;
+    char *p;
     size_t len;
     size_t cap;
-    int    oom;
+    int oom;
 };
 
 static void fb_put(struct fbuf *b, const char *s, size_t n)
@@ -152,9 +152,7 @@ static void fmt_scalar(struct fbuf *b, struct json_object *v)
     char num[32];
 
     switch (json_object_get_type(v)) {
-    case json_type_boolean:
-        fb_puts(b, json_object_get_boolean(v) ? "true" : "false");
-        break;
+    case json_type_boolean: fb_puts(b, json_object_get_boolean(v) ? "true" : "false"); break;
     case json_type_int: {
         /* json-c holds integers above INT64_MAX as uint64. */
         int64_t i = json_object_get_int64(v);
@@ -165,14 +163,11 @@ static void fmt_scalar(struct fbuf *b, struct json_object *v)
         fb_puts(b, num);
         break;
     }
-    case json_type_double:
-        fmt_double(b, v);
-        break;
+    case json_type_double: fmt_double(b, v); break;
     case json_type_string:
         fmt_string(b, json_object_get_string(v), (size_t)json_object_get_string_len(v));
         break;
-    default:
-        fb_puts(b, "null");
+    default: fb_puts(b, "null");
     }
 }
 
@@ -240,8 +235,7 @@ static void fmt_array(struct fbuf *b, struct json_object *v, unsigned depth, siz
 }
 
 /* Prints object V; BOUND (top level only, else NULL) cuts its "results". */
-static void fmt_object(struct fbuf *b, struct json_object *v, unsigned depth,
-                       const unsigned *bound)
+static void fmt_object(struct fbuf *b, struct json_object *v, unsigned depth, const unsigned *bound)
 {
     struct json_object_iterator it = json_object_iter_begin(v);
     struct json_object_iterator end = json_object_iter_end(v);
@@ -324,8 +318,7 @@ static int places_only_space(const char *s, size_t len)
     return 1;
 }
 
-int places_parse(const char *body, size_t len, struct json_object **out, char *why,
-                 size_t whylen)
+int places_parse(const char *body, size_t len, struct json_object **out, char *why, size_t whylen)
 {
     struct json_tokener *tok = NULL;
     struct json_object *obj = NULL;

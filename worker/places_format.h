@@ -17,8 +17,7 @@ struct json_object;
  * writes why into WHY ("not JSON: unexpected character at byte 17", "not a
  * JSON object").
  */
-int places_parse(const char *body, size_t len, struct json_object **out, char *why,
-                 size_t whylen);
+int places_parse(const char *body, size_t len, struct json_object **out, char *why, size_t whylen);
 
 /*
  * Prints OBJ the way Google prints Places answers (JsonCpp's StyledWriter:

@@ -61,8 +61,8 @@ static void places_key_trim(char *s)
 {
     size_t n = strlen(s);
 
-    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' ||
-                     s[n - 1] == '\n' || s[n - 1] == '\f' || s[n - 1] == '\v'))
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n' ||
+                     s[n - 1] == '\f' || s[n - 1] == '\v'))
         s[--n] = '\0';
 }
 
@@ -113,7 +113,8 @@ static int places_key_read_file(const char *path, char **key, char *err, size_t 
     }
     if (st.st_mode & 077)
         log_warn("places: key file %s is accessible by group or others (mode %03o): "
-                 "chmod 600 it", path, (unsigned)(st.st_mode & 0777));
+                 "chmod 600 it",
+                 path, (unsigned)(st.st_mode & 0777));
     if (places_key_read_all(fd, buf) < 0) {
         snprintf(err, errlen, "places_key_file %s: %s", path, strerror(errno));
         goto fail;

@@ -18,19 +18,19 @@
 
 /* One socket libcurl asked us to watch; hangs off the socket (curl_multi_assign). */
 struct places_sock {
-    ev_io                io;    /* first: the watcher is the sock */
+    ev_io io; /* first: the watcher is the sock */
     struct places_multi *m;
-    struct places_sock  *prev, *next; /* every sock, so none can leak */
+    struct places_sock *prev, *next; /* every sock, so none can leak */
 };
 
 struct places_multi {
-    struct ev_loop      *loop;
-    CURLM               *multi;
-    ev_timer             timer;  /* libcurl's one timeout */
-    struct places_sock  *socks;
+    struct ev_loop *loop;
+    CURLM *multi;
+    ev_timer timer; /* libcurl's one timeout */
+    struct places_sock *socks;
     places_multi_done_cb done;
-    void                *arg;
-    int                  curl_ready; /* counts in places_multi_users */
+    void *arg;
+    int curl_ready; /* counts in places_multi_users */
 };
 
 /* curl_global_init is not thread-safe and must come before anything else of
@@ -125,8 +125,7 @@ static struct places_sock *places_sock_new(struct places_multi *m, curl_socket_t
 /* CURLMOPT_SOCKETFUNCTION: mirrors what libcurl wants to hear about FD in
  * an ev_io. REMOVE may mean "not now": the socket can come back later, and
  * then gets a new watcher (its fd number may be reused by then). */
-static int places_multi_sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp,
-                                void *socketp)
+static int places_multi_sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
     struct places_multi *m = userp;
     struct places_sock *s = socketp;
@@ -168,7 +167,8 @@ static int places_multi_global_init(struct places_multi *m, char *err, size_t er
                      vi->ssl_version ? vi->ssl_version : "no TLS");
         else
             log_warn("places: libcurl %s resolves names synchronously: a slow DNS "
-                     "lookup of the Places host blocks this worker", vi->version);
+                     "lookup of the Places host blocks this worker",
+                     vi->version);
     }
     places_multi_users++;
     m->curl_ready = 1;
@@ -230,8 +230,12 @@ void places_multi_free(struct places_multi *m)
      * the socket and timer callbacks, which need the watchers alive. */
     if (m->multi)
         curl_multi_cleanup(m->multi);
-    while (m->socks)
-        places_sock_free(m, m->socks);
+    for (struct places_sock *s = m->socks, *next; s; s = next) {
+        next = s->next;
+        ev_io_stop(m->loop, &s->io);
+        free(s);
+    }
+    m->socks = NULL;
     ev_timer_stop(m->loop, &m->timer);
     if (m->curl_ready && --places_multi_users == 0)
         curl_global_cleanup();
