@@ -20,7 +20,10 @@ Control endpoints, for tests to switch faults at run time:
         status   status     HTTP 200 with a Google error status
                             (OVER_QUERY_LIMIT, INVALID_REQUEST, ...)
         (optional "count": N applies the mode to the next N requests only)
-  GET  /_mock/requests  the requests received so far (JSON list)
+  GET  /_mock/requests  the requests received so far (JSON list of {"time",
+                        "path", "raw_query", "query", "client_port"})
+  GET  /_mock/stats     {"requests": N, "active": N, "max_active": N}: how
+                        many Nearby Search requests were served at once
   POST /_mock/reset     forgets the requests and goes back to mode ok
   GET  /_mock/health    {"ok": true}
 
@@ -330,10 +333,14 @@ class MockState:
         self.requests = []
         self.mode = {"mode": "ok"}
         self.count = None
+        self.active = 0
+        self.max_active = 0
 
     def record(self, entry):
         with self.lock:
             self.requests.append(entry)
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
             mode = dict(self.mode)
             if self.count is not None:
                 self.count -= 1
@@ -403,6 +410,7 @@ class Handler(BaseHTTPRequestHandler):
             with state.lock:
                 state.requests = []
                 state.mode, state.count = {"mode": "ok"}, None
+                state.max_active = state.active
             self._send(200, '{"ok": true}\n')
         elif url.path == "/_mock/mode":
             if body.get("mode") not in MODES:
@@ -423,6 +431,13 @@ class Handler(BaseHTTPRequestHandler):
                 body = json.dumps(state.requests, indent=1)
             self._send(200, body + "\n")
             return
+        if url.path == "/_mock/stats":
+            with state.lock:
+                body = json.dumps({"requests": len(state.requests),
+                                   "active": state.active,
+                                   "max_active": state.max_active})
+            self._send(200, body + "\n")
+            return
         if url.path == "/_mock/health":
             self._send(200, '{"ok": true}\n')
             return
@@ -432,8 +447,13 @@ class Handler(BaseHTTPRequestHandler):
         params = {k: v[-1] for k, v in urllib.parse.parse_qs(
             url.query, keep_blank_values=True).items()}
         mode = state.record({"time": time.time(), "path": url.path,
-                             "raw_query": url.query, "query": params})
-        MODES[mode["mode"]](self, mode, params)
+                             "raw_query": url.query, "query": params,
+                             "client_port": self.client_address[1]})
+        try:
+            MODES[mode["mode"]](self, mode, params)
+        finally:
+            with state.lock:
+                state.active -= 1
 
     # --- modes: each answers one Nearby Search request ---
 
