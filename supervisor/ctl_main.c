@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -164,7 +165,7 @@ static int cmd_kill(const struct ctl *c, const char *name, const char *sig)
 {
     char line[CTLPROTO_REQ_MAX], canon[32];
     json_object *reply = NULL;
-    int signum = sig ? ctlproto_signum(sig) : 9, rc;
+    int signum = sig ? ctlproto_signum(sig) : SIGKILL, rc;
 
     if (signum < 0) {
         fprintf(stderr, "herdctl: unknown signal \"%s\"\n", sig);
