@@ -11,10 +11,12 @@ import socket
 import threading
 import time
 
-from herdtest import FIVE, FIVE_LINKS, HerdTestCase, free_port, wait_for
+from herdtest import FIVE, FIVE_LINKS, RSS_SLACK, SLOW, HerdTestCase, free_port, wait_for
 
 LOC = "+34.068930-118.445127"
 T0 = 1621464827
+# SPEC §5's "within about a second" (stretched for sanitized builds).
+SECOND = 1.0 * SLOW
 
 
 def pairs():
@@ -105,7 +107,7 @@ class HerdCase(HerdTestCase):
             c.close()
         return None if first is None or first.startswith("?") else first
 
-    def wait_known(self, port, client, timeout=1.0, want=None):
+    def wait_known(self, port, client, timeout=SECOND, want=None):
         """Waits until PORT knows CLIENT (with AT line WANT when given)."""
         def known():
             line = self.at_line(port, client)
@@ -137,8 +139,8 @@ class TestFlood(HerdCase):
         ports = self.five()
         at = self.iamat(ports["Riley"], "kiwi.cs.ucla.edu", "%d.5" % T0)
         t0 = time.monotonic()
-        line = self.wait_known(ports["Campbell"], "kiwi.cs.ucla.edu", timeout=1.0)
-        self.assertLess(time.monotonic() - t0, 1.0)
+        line = self.wait_known(ports["Campbell"], "kiwi.cs.ucla.edu", timeout=SECOND)
+        self.assertLess(time.monotonic() - t0, SECOND)
         self.assertEqual(line, at)
         self.assertEqual(line.split()[1], "Riley")
 
@@ -205,17 +207,17 @@ class TestRecovery(HerdCase):
         self.assertIsNotNone(self.at_line(ports["Riley"], "during"))
         # Riley -> Jaquez -> Bernard -> Campbell, around the hole.
         t0 = time.monotonic()
-        self.wait_known(ports["Campbell"], "during", timeout=1.0)
-        self.assertLess(time.monotonic() - t0, 1.0)
-        self.wait_known(ports["Riley"], "during-b", timeout=1.0)
+        self.wait_known(ports["Campbell"], "during", timeout=SECOND)
+        self.assertLess(time.monotonic() - t0, SECOND)
+        self.wait_known(ports["Riley"], "during-b", timeout=SECOND)
         time.sleep(1.5)  # let the dialers' backoff grow
         self.iamat(ports["Campbell"], "late", "%d.0" % T0)
         self.workers["Juzang"] = self.start_worker(self.cfg_path, "Juzang", ports["Juzang"])
         t0 = time.monotonic()
         for c in ("before", "during", "during-b", "late"):
-            self.wait_known(ports["Juzang"], c, timeout=1.0)
-        self.assertLess(time.monotonic() - t0, 1.0)
-        wait_for(lambda: self.links_up("Juzang") == {"Riley", "Bernard", "Campbell"}, 1.0,
+            self.wait_known(ports["Juzang"], c, timeout=SECOND)
+        self.assertLess(time.monotonic() - t0, SECOND)
+        wait_for(lambda: self.links_up("Juzang") == {"Riley", "Bernard", "Campbell"}, SECOND,
                  what="Juzang's three links up again")
         self.assertRegex(self.log_text("Bernard"), r"link Juzang dropped after .*: ")
 
@@ -232,9 +234,9 @@ class TestRecovery(HerdCase):
         reader.join(30)
         self.start_worker(cfg, "Beta", ports["Beta"])
         t0 = time.monotonic()
-        self.wait_known(ports["Beta"], "c%d.example" % (n - 1), timeout=1.0)
-        self.wait_known(ports["Beta"], "c0.example", timeout=1.0)
-        self.assertLess(time.monotonic() - t0, 1.0)
+        self.wait_known(ports["Beta"], "c%d.example" % (n - 1), timeout=SECOND)
+        self.wait_known(ports["Beta"], "c0.example", timeout=SECOND)
+        self.assertLess(time.monotonic() - t0, SECOND)
 
 
     def test_what_a_resync_teaches_goes_on_to_the_far_side(self):
@@ -250,9 +252,9 @@ class TestRecovery(HerdCase):
             self.iamat(ports["Alpha"] if i % 2 else ports["Gamma"], "k%d" % i, "%d.0" % T0)
         self.start_worker(cfg, "Beta", ports["Beta"])
         t0 = time.monotonic()
-        self.wait_known(ports["Gamma"], "k299", timeout=1.0)
-        self.wait_known(ports["Alpha"], "k298", timeout=1.0)
-        self.assertLess(time.monotonic() - t0, 1.0)
+        self.wait_known(ports["Gamma"], "k299", timeout=SECOND)
+        self.wait_known(ports["Alpha"], "k298", timeout=SECOND)
+        self.assertLess(time.monotonic() - t0, SECOND)
         for i in range(300):
             for n in names:
                 self.assertIsNotNone(self.at_line(ports[n], "k%d" % i), (n, i))
@@ -296,7 +298,7 @@ class TestBackPressure(HerdCase):
                                    self.log_text("Bob")), 5, what="link dropped")
         self.assertIn("output over limit", self.log_text("Bob"))
         self.assertIsNone(bob.poll())
-        self.assertLess(self.rss_kb(bob.pid) - rss0, 32 * 1024, "RSS stays bounded")
+        self.assertLess(self.rss_kb(bob.pid) - rss0, 32 * 1024 * RSS_SLACK, "RSS stays bounded")
         # Still serving clients.
         self.assertEqual(self.at_line(ports["Bob"], client).split()[-1],
                          "%d.%09d" % (T0, n - 1))
