@@ -16,6 +16,8 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+_Static_assert(LINK_NONCE_HEX == 2 * LINK_NONCE_BYTES, "a nonce is its bytes in hex");
+
 static const char HEX[] = "0123456789abcdef";
 
 static void to_hex(const unsigned char *p, size_t n, char *out)
@@ -59,16 +61,16 @@ int link_proof(const char *secret, char role, const struct link_transcript *t,
         return -1;
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned mdlen = 0;
-    if (HMAC(EVP_sha256(), secret, (int)klen, (const unsigned char *)msg, (size_t)n, md,
-             &mdlen) == NULL ||
+    if (HMAC(EVP_sha256(), secret, (int)klen, (const unsigned char *)msg, (size_t)n, md, &mdlen) ==
+            NULL ||
         mdlen * 2 != LINK_PROOF_HEX)
         return -1;
     to_hex(md, mdlen, out);
     return 0;
 }
 
-int link_proof_ok(const char *secret, char role, const struct link_transcript *t,
-                  const char *proof, size_t len)
+int link_proof_ok(const char *secret, char role, const struct link_transcript *t, const char *proof,
+                  size_t len)
 {
     if (secret == NULL)
         return 1;

@@ -13,7 +13,7 @@
 
 /* Everything both sides of one handshake know; a proof covers all of it. */
 struct link_transcript {
-    const char *dialer;   /* NUL-terminated names and hex nonces */
+    const char *dialer; /* NUL-terminated names and hex nonces */
     const char *acceptor;
     const char *nonce_d;
     const char *nonce_a;
@@ -32,7 +32,7 @@ int link_proof(const char *secret, char role, const struct link_transcript *t,
 
 /* Nonzero when PROOF (LEN bytes) is the proof of ROLE over T under SECRET.
  * Without a secret every proof is accepted. */
-int link_proof_ok(const char *secret, char role, const struct link_transcript *t,
-                  const char *proof, size_t len);
+int link_proof_ok(const char *secret, char role, const struct link_transcript *t, const char *proof,
+                  size_t len);
 
 #endif

@@ -30,59 +30,58 @@ enum lc_state {
 };
 
 struct lconn {
-    struct link   *l;
-    struct conn   *c;
-    enum lc_state  state;
-    int            dialled;   /* this side dialled it */
-    const char    *why;       /* set before a deliberate close, for the log */
-    char           nonce_d[LINK_NONCE_HEX + 1];
-    char           nonce_a[LINK_NONCE_HEX + 1];
+    struct link *l;
+    struct conn *c;
+    enum lc_state state;
+    int dialled;     /* this side dialled it */
+    const char *why; /* set before a deliberate close, for the log */
+    char nonce_d[LINK_NONCE_HEX + 1];
+    char nonce_a[LINK_NONCE_HEX + 1];
     /* resync dump to the neighbour (link_sync.c) */
-    int            dumping;
-    size_t         cursor;    /* next store record number to send */
-    size_t         dump_end;  /* records held at link-up: later ones are flooded live */
-    size_t         out_recs, out_bytes;
-    double         out_t0;
+    int dumping;
+    size_t cursor;   /* next store record number to send */
+    size_t dump_end; /* records held at link-up: later ones are flooded live */
+    size_t out_recs, out_bytes;
+    double out_t0;
     /* batches from the neighbour: its dump (SYNC) or what it learned in one
      * (RELAY); their records are logged as one summary, not one by one */
-    uint64_t       batch_left;  /* AT lines of the current batch still due */
-    int            batch_relay; /* the current batch is a RELAY */
-    int            in_sync;     /* between the first SYNC and SYNCED */
-    size_t         in_recs, in_new, in_bytes;
-    double         in_t0;
-    size_t         rl_recs, rl_new, rl_bytes; /* the current RELAY batch */
+    uint64_t batch_left; /* AT lines of the current batch still due */
+    int batch_relay;     /* the current batch is a RELAY */
+    int in_sync;         /* between the first SYNC and SYNCED */
+    size_t in_recs, in_new, in_bytes;
+    double in_t0;
+    size_t rl_recs, rl_new, rl_bytes; /* the current RELAY batch */
     /* records learned in a resync, waiting to go to this neighbour as a RELAY */
-    struct buf     relay;
-    size_t         relay_n;
+    struct buf relay;
+    size_t relay_n;
 };
 
 struct link {
-    struct links            *ls;
+    struct links *ls;
     const struct cfg_server *peer;
-    int                      we_dial;  /* our name sorts first: we dial, it accepts */
-    struct lconn            *up;       /* the live connection; NULL while down */
-    struct lconn            *hs;       /* a handshake in progress; NULL if none */
-    struct conn             *knock;    /* our start-up knock while in flight */
-    ev_timer                 redial;
-    ev_timer                 ping;
-    double                   backoff;  /* next redial delay before jitter */
-    double                   last_dial;
-    double                   up_since;
-    unsigned                 failures; /* dial attempts since the link was last up */
+    int we_dial;        /* our name sorts first: we dial, it accepts */
+    struct lconn *up;   /* the live connection; NULL while down */
+    struct lconn *hs;   /* a handshake in progress; NULL if none */
+    struct conn *knock; /* our start-up knock while in flight */
+    ev_timer redial;
+    ev_timer ping;
+    double backoff; /* next redial delay before jitter */
+    double last_dial;
+    double up_since;
+    unsigned attempts; /* dials since the link was last up */
 };
 
 struct links {
     struct worker *w;
-    struct link   *v;        /* owned; one per configured neighbour */
-    size_t         n;
-    uint64_t       rng;      /* xorshift state for backoff jitter */
-    ev_timer       relay_timer; /* sends staged RELAY batches next iteration */
-    int            stopping; /* links_free is closing everything: no redials */
+    struct link *v; /* owned; one per configured neighbour */
+    size_t n;
+    uint64_t rng;         /* xorshift state for backoff jitter */
+    ev_timer relay_timer; /* sends staged RELAY batches next iteration */
+    int stopping;         /* links_free is closing everything: no redials */
 };
 
 /* Logs a line sent or received on L at LEVEL ("link NAME in" / "out"). */
-void link_log_io(int level, const struct link *l, const char *dir, const char *line,
-                 size_t len);
+void link_log_io(int level, const struct link *l, const char *dir, const char *line, size_t len);
 
 /* Sends one control line (formatted, '\n' added) and logs it at LEVEL.
  * Returns -1 when the conn closed (LC may be freed by then). */

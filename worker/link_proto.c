@@ -102,7 +102,7 @@ static struct proto_str rest_after(const char *line, size_t len, struct proto_st
     size_t end = len;
     while (end > i && is_white((unsigned char)line[end - 1]))
         end--;
-    return (struct proto_str){ line + i, end - i };
+    return (struct proto_str){line + i, end - i};
 }
 
 static enum link_kind parse_hello(const struct proto_str *f, int n, struct link_msg *m)
@@ -118,8 +118,8 @@ static enum link_kind parse_hello(const struct proto_str *f, int n, struct link_
     return LINK_MSG_HELLO;
 }
 
-static const char *const COUNTED[] = { "SYNC", "SYNCED", "RELAY" };
-static const enum link_kind COUNTED_KIND[] = { LINK_MSG_SYNC, LINK_MSG_SYNCED, LINK_MSG_RELAY };
+static const char *const COUNTED[] = {"SYNC", "SYNCED", "RELAY"};
+static const enum link_kind COUNTED_KIND[] = {LINK_MSG_SYNC, LINK_MSG_SYNCED, LINK_MSG_RELAY};
 
 /* "VERB n" lines; LINK_MSG_NONE when V is not one of their verbs. */
 static enum link_kind parse_counted(const struct proto_str *f, int n, struct link_msg *m)
@@ -182,7 +182,7 @@ enum link_kind link_parse(const char *line, size_t len, struct link_msg *m)
         return m->kind = LINK_MSG_INVALID;
     if (link_str_is(f[1], "REFUSED")) {
         struct proto_str r = rest_after(line, len, f[1]);
-        m->reason = (struct proto_str){ r.p, r.len > LINK_REASON_MAX ? LINK_REASON_MAX : r.len };
+        m->reason = (struct proto_str){r.p, r.len > LINK_REASON_MAX ? LINK_REASON_MAX : r.len};
         return m->kind = LINK_MSG_REFUSED;
     }
     if (link_str_is(f[1], "HELLO"))
@@ -208,7 +208,7 @@ static int put(char *buf, size_t size, size_t *pos, struct proto_str f, char sep
 
 int link_at_canon(const struct proto_msg *m, char *buf, size_t size, struct proto_str *id)
 {
-    static const struct proto_str at = { "AT", 2 };
+    static const struct proto_str at = {"AT", 2};
     size_t pos = 0;
     if (m->kind != PROTO_AT || put(buf, size, &pos, at, ' ') < 0 ||
         put(buf, size, &pos, m->server, ' ') < 0 || put(buf, size, &pos, m->diff, ' ') < 0)

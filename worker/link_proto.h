@@ -12,13 +12,13 @@
 
 #include "protocol.h"
 
-#define LINK_VERSION      "HERD/1"
-#define LINK_NAME_MAX     64  /* server names, as the config allows them */
-#define LINK_NONCE_BYTES  16
-#define LINK_NONCE_HEX    (2 * LINK_NONCE_BYTES)
-#define LINK_PROOF_HEX    64  /* hex HMAC-SHA256 */
-#define LINK_REASON_MAX   128 /* REFUSED reasons are cut to this */
-#define LINK_COUNT_MAX    1000000000000ULL
+#define LINK_VERSION     "HERD/1"
+#define LINK_NAME_MAX    64 /* server names, as the config allows them */
+#define LINK_NONCE_BYTES 16
+#define LINK_NONCE_HEX   32  /* 2 * LINK_NONCE_BYTES hex digits */
+#define LINK_PROOF_HEX   64  /* hex HMAC-SHA256 */
+#define LINK_REASON_MAX  128 /* REFUSED reasons are cut to this */
+#define LINK_COUNT_MAX   1000000000000ULL
 
 enum link_kind {
     LINK_MSG_NONE = 0, /* not a "HERD/" line at all (an AT line, say) */
@@ -33,25 +33,25 @@ enum link_kind {
     LINK_MSG_KNOCK,    /* KNOCK from to: "I just started, dial me" */
     LINK_MSG_PING,
     LINK_MSG_PONG,
-    LINK_MSG_SYNC,     /* SYNC n: the next n lines are resync records */
-    LINK_MSG_SYNCED,   /* SYNCED n: the resync dump of n records is complete */
-    LINK_MSG_RELAY,    /* RELAY n: the next n lines are records learned in a resync */
+    LINK_MSG_SYNC,   /* SYNC n: the next n lines are resync records */
+    LINK_MSG_SYNCED, /* SYNCED n: the resync dump of n records is complete */
+    LINK_MSG_RELAY,  /* RELAY n: the next n lines are records learned in a resync */
 };
 
 /* Fields point into the parsed line; unused ones are empty. */
 struct link_msg {
-    enum link_kind   kind;
+    enum link_kind kind;
     struct proto_str name;   /* HELLO: dialer; WELCOME: acceptor; KNOCK: from */
     struct proto_str target; /* HELLO, KNOCK: the server addressed */
     struct proto_str nonce;  /* HELLO, WELCOME */
     struct proto_str proof;  /* AUTH, OK: LINK_PROOF_HEX hex digits or "-" */
     struct proto_str reason; /* REFUSED: the rest of the line, trimmed */
-    uint64_t         count;  /* SYNC, SYNCED, RELAY */
+    uint64_t count;          /* SYNC, SYNCED, RELAY */
 };
 
 /* Room for any AT line proto_parse accepts, rebuilt by link_at_canon, plus
  * its '\n': six fields of at most PROTO_FIELD_MAX and five spaces. */
-#define LINK_AT_BUF (6 * PROTO_FIELD_MAX + 8)
+#define LINK_AT_BUF ((size_t)6 * PROTO_FIELD_MAX + 8)
 
 /* Parses one line (without '\n'; a trailing '\r' or blanks are allowed). */
 enum link_kind link_parse(const char *line, size_t len, struct link_msg *m);

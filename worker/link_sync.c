@@ -19,7 +19,7 @@
 #define AT_BUF LINK_AT_BUF
 /* A resync keeps at most this much queued (and at most a quarter of the
  * link's queue, leaving the rest to live floods). */
-#define RESYNC_CHUNK (256 * 1024)
+#define RESYNC_CHUNK ((size_t)256 * 1024)
 
 static size_t resync_chunk(const struct conn *c)
 {
@@ -40,8 +40,8 @@ static void batch_count(struct lconn *lc, size_t len, int rc)
     lc->rl_bytes += len + 1;
     lc->rl_new += rc > 0;
     if (lc->batch_left == 0)
-        log_info("relay from %s: %zu records (%zu new), %zu bytes", lc->l->peer->name,
-                 lc->rl_recs, lc->rl_new, lc->rl_bytes);
+        log_info("relay from %s: %zu records (%zu new), %zu bytes", lc->l->peer->name, lc->rl_recs,
+                 lc->rl_new, lc->rl_bytes);
 }
 
 /* An AT line from the neighbour: store it, and pass it on when newer. */
@@ -111,25 +111,18 @@ void link_up_line(struct lconn *lc, char *line, size_t len)
         return;
     }
     /* Heartbeats and batch headers would drown the log: debug only. */
-    int quiet = k == LINK_MSG_PING || k == LINK_MSG_PONG || k == LINK_MSG_SYNC ||
-                k == LINK_MSG_RELAY;
+    int quiet =
+        k == LINK_MSG_PING || k == LINK_MSG_PONG || k == LINK_MSG_SYNC || k == LINK_MSG_RELAY;
     link_log_io(quiet ? LOG_DEBUG : LOG_INFO, lc->l, "in", line, len);
     switch (k) {
-    case LINK_MSG_PING:
-        link_send_ctl(lc, LOG_DEBUG, "%s PONG", LINK_VERSION);
-        return;
-    case LINK_MSG_PONG:
-        return;
+    case LINK_MSG_PING: link_send_ctl(lc, LOG_DEBUG, "%s PONG", LINK_VERSION); return;
+    case LINK_MSG_PONG: return;
     case LINK_MSG_SYNC:
-    case LINK_MSG_RELAY:
-        got_batch(lc, &m);
-        return;
-    case LINK_MSG_SYNCED:
-        got_synced(lc, &m);
-        return;
+    case LINK_MSG_RELAY: got_batch(lc, &m); return;
+    case LINK_MSG_SYNCED: got_synced(lc, &m); return;
     case LINK_MSG_REFUSED:
-        log_warn("link %s: refused by the neighbour: %.*s", lc->l->peer->name,
-                 (int)m.reason.len, m.reason.p);
+        log_warn("link %s: refused by the neighbour: %.*s", lc->l->peer->name, (int)m.reason.len,
+                 m.reason.p);
         lc->why = "refused by the neighbour";
         conn_close(lc->c, lc->why);
         return;

@@ -23,17 +23,19 @@
 #include "server.h"
 #include "worker.h"
 
-/* Link lines are control lines and AT lines (< PROTO_AT_MAX): a fixed limit,
- * independent of the client max_line_length. */
+/* Link lines are control lines and AT lines (canonical ones < LINK_AT_BUF):
+ * a fixed limit, independent of the client max_line_length. */
 #define LINK_MAX_LINE 4096
 
 static const struct conn_ops link_ops;
 static const struct conn_ops knock_ops;
 
-static const char *self_name(const struct links *ls) { return ls->w->self->name; }
+static const char *self_name(const struct links *ls)
+{
+    return ls->w->self->name;
+}
 
-void link_log_io(int level, const struct link *l, const char *dir, const char *line,
-                 size_t len)
+void link_log_io(int level, const struct link *l, const char *dir, const char *line, size_t len)
 {
     if (!log_enabled((enum log_level)level))
         return;
@@ -127,24 +129,24 @@ static void dial_now(struct link *l)
     char err[128];
     struct lconn *lc = calloc(1, sizeof *lc);
     l->last_dial = ev_now(ls->w->loop);
-    l->failures++;
-    struct conn *c = lc ? server_dial(ls->w->server, l->peer->host, l->peer->port, &link_ops,
-                                      lc, err, sizeof err)
+    l->attempts++;
+    struct conn *c = lc ? server_dial(ls->w->server, l->peer->host, l->peer->port, &link_ops, lc,
+                                      err, sizeof err)
                         : NULL;
     if (c == NULL) {
-        log_warn("link %s: cannot dial %s:%u: %s", l->peer->name, l->peer->host,
-                 (unsigned)l->peer->port, lc ? err : "out of memory");
+        log_msg(l->attempts == 1 ? LOG_WARN : LOG_DEBUG, "link %s: cannot dial %s:%u: %s",
+                l->peer->name, l->peer->host, (unsigned)l->peer->port, lc ? err : "out of memory");
         free(lc);
         backoff_redial(l);
         return;
     }
-    *lc = (struct lconn){ .l = l, .c = c, .state = LC_DIALING, .dialled = 1 };
+    *lc = (struct lconn){.l = l, .c = c, .state = LC_DIALING, .dialled = 1};
     l->hs = lc;
     setup_conn(ls, c);
-    if (l->failures == 1)
+    if (l->attempts == 1)
         log_info("link %s: dialling %s", l->peer->name, c->peer);
     else
-        log_debug("link %s: dialling %s (attempt %u)", l->peer->name, c->peer, l->failures);
+        log_debug("link %s: dialling %s (attempt %u)", l->peer->name, c->peer, l->attempts);
 }
 
 static void on_redial(struct ev_loop *loop, ev_timer *t, int revents)
@@ -239,13 +241,15 @@ static void link_up(struct lconn *lc)
     l->up = lc;
     lc->state = LC_UP;
     l->up_since = ev_now(loop);
-    l->failures = 0;
     ev_timer_stop(loop, &l->redial);
-    ev_timer_set(&l->ping, l->ls->w->cfg->link_ping_interval,
-                 l->ls->w->cfg->link_ping_interval);
+    ev_timer_set(&l->ping, l->ls->w->cfg->link_ping_interval, l->ls->w->cfg->link_ping_interval);
     ev_timer_start(loop, &l->ping);
-    log_info("link %s up (%s %s)", l->peer->name, lc->dialled ? "dialled" : "accepted from",
-             lc->c->peer);
+    if (lc->dialled && l->attempts > 1)
+        log_info("link %s up (dialled %s, attempt %u)", l->peer->name, lc->c->peer, l->attempts);
+    else
+        log_info("link %s up (%s %s)", l->peer->name, lc->dialled ? "dialled" : "accepted from",
+                 lc->c->peer);
+    l->attempts = 0;
     link_resync_start(lc);
 }
 
@@ -289,8 +293,7 @@ static void handshake_line(struct lconn *lc, const struct link_msg *m)
         if (m->kind == LINK_MSG_AUTH)
             return;
         break;
-    default:
-        break;
+    default: break;
     }
     refuse(lc, m->kind == LINK_MSG_NONE ? "data before the handshake completed"
                                         : "unexpected line in the handshake");
@@ -306,8 +309,8 @@ static void on_line(struct conn *c, char *line, size_t len)
     struct link_msg m;
     link_log_io(LOG_INFO, lc->l, "in", line, len);
     if (link_parse(line, len, &m) == LINK_MSG_REFUSED) {
-        log_warn("link %s: refused by the neighbour: %.*s", lc->l->peer->name,
-                 (int)m.reason.len, m.reason.p);
+        log_warn("link %s: refused by the neighbour: %.*s", lc->l->peer->name, (int)m.reason.len,
+                 m.reason.p);
         lc->why = "refused by the neighbour";
         conn_close(c, lc->why);
         return;
@@ -358,11 +361,10 @@ static void on_close(struct conn *c, const char *why)
         link_down(l, reason);
     } else if (l->hs == lc) {
         l->hs = NULL;
-        if (lc->state == LC_DIALING && l->failures > 1)
+        if (lc->state == LC_DIALING && l->attempts > 1)
             log_debug("link %s: dial failed: %s", l->peer->name, reason);
         else if (lc->state == LC_DIALING)
-            log_info("link %s: dial failed: %s (redialling with backoff)", l->peer->name,
-                     reason);
+            log_info("link %s: dial failed: %s (redialling with backoff)", l->peer->name, reason);
         else
             log_info("link %s: handshake failed: %s", l->peer->name, reason);
     }
@@ -402,7 +404,7 @@ static void adopt_hello(struct links *ls, struct conn *c, const struct link_msg 
         conn_close(c, "out of memory");
         return;
     }
-    *lc = (struct lconn){ .l = l, .c = c, .state = LC_WELCOMED };
+    *lc = (struct lconn){.l = l, .c = c, .state = LC_WELCOMED};
     memcpy(lc->nonce_d, m->nonce.p, LINK_NONCE_HEX);
     if (link_nonce(lc->nonce_a) < 0) {
         free(lc);
@@ -433,8 +435,7 @@ static void got_knock(struct links *ls, struct conn *c, const struct link_msg *m
     }
     conn_close(c, "knock");
     if (l->up || l->hs) {
-        log_info("link %s: knock ignored, link %s", l->peer->name,
-                 l->up ? "up" : "being set up");
+        log_info("link %s: knock ignored, link %s", l->peer->name, l->up ? "up" : "being set up");
         return;
     }
     double min = ls->w->cfg->link_backoff_min;
@@ -492,8 +493,8 @@ static void knock(struct link *l)
 {
     char err[128];
     struct links *ls = l->ls;
-    l->knock = server_dial(ls->w->server, l->peer->host, l->peer->port, &knock_ops, l, err,
-                           sizeof err);
+    l->knock =
+        server_dial(ls->w->server, l->peer->host, l->peer->port, &knock_ops, l, err, sizeof err);
     if (l->knock == NULL)
         log_debug("link %s: no knock: %s", l->peer->name, err);
     else
@@ -522,7 +523,7 @@ struct links *links_new(struct worker *w, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    *ls = (struct links){ .w = w, .v = v, .n = self->npeers, .rng = seed() };
+    *ls = (struct links){.w = w, .v = v, .n = self->npeers, .rng = seed()};
     ev_init(&ls->relay_timer, link_relay_flush_all);
     ls->relay_timer.data = ls;
     for (size_t i = 0; i < ls->n; i++) {
@@ -579,18 +580,12 @@ void links_adopt(struct links *ls, struct conn *c, const char *line, size_t len)
 {
     struct link_msg m;
     switch (link_parse(line, len, &m)) {
-    case LINK_MSG_HELLO:
-        adopt_hello(ls, c, &m);
-        return;
-    case LINK_MSG_KNOCK:
-        got_knock(ls, c, &m);
-        return;
+    case LINK_MSG_HELLO: adopt_hello(ls, c, &m); return;
+    case LINK_MSG_KNOCK: got_knock(ls, c, &m); return;
     case LINK_MSG_VERSION:
         refuse_conn(c, "unsupported version: this server speaks " LINK_VERSION);
         return;
-    default:
-        refuse_conn(c, "expected HELLO");
-        return;
+    default: refuse_conn(c, "expected HELLO"); return;
     }
 }
 
