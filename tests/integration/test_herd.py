@@ -221,6 +221,24 @@ class TestRecovery(HerdCase):
                  what="Juzang's three links up again")
         self.assertRegex(self.log_text("Bernard"), r"link Juzang dropped after .*: ")
 
+    def test_frozen_neighbour_is_dropped_and_catches_up(self):
+        ports = self.five(herd={"link_ping_interval": "0.1", "link_timeout": "0.5"})
+        self.wait_herd_up()
+        juzang = self.workers["Juzang"]
+        juzang.send_signal(signal.SIGSTOP)
+        try:
+            for n in ("Riley", "Bernard", "Campbell"):
+                wait_for(lambda: "Juzang" not in self.links_up(n), 3 * SLOW,
+                         what="%s to drop its link to the frozen Juzang" % n)
+            self.iamat(ports["Riley"], "while-frozen", "%d.0" % T0)
+            self.wait_known(ports["Campbell"], "while-frozen")
+        finally:
+            juzang.send_signal(signal.SIGCONT)
+        self.wait_known(ports["Juzang"], "while-frozen", timeout=5 * SLOW)
+        wait_for(lambda: self.links_up("Juzang") == {"Riley", "Bernard", "Campbell"},
+                 5 * SLOW, what="Juzang's links back")
+        self.assertRegex(self.log_text("Riley"), r"link Juzang dropped after .*idle timeout")
+
     def test_fresh_worker_learns_twenty_thousand_clients(self):
         ports = {"Alpha": free_port(), "Beta": free_port()}
         cfg = self.config(ports, links={"Alpha": ["Beta"]}, herd={"log_level": "warn"})
