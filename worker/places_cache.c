@@ -9,7 +9,6 @@
  */
 #include "places_cache.h"
 
-#include <json-c/json.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,9 +17,11 @@
 #define HASH_NONFATAL_OOM 1
 #include <uthash.h>
 
+#include "places_format.h"
+
 struct places_cache_entry {
     UT_hash_handle hh;
-    struct json_object *obj; /* one reference owned */
+    struct places_text *text; /* one reference owned */
     double expires;
     size_t keylen;
     char key[]; /* "LAT,LNG,RADIUS", NUL-terminated */
@@ -50,7 +51,7 @@ struct places_cache *places_cache_new(size_t max_entries, double ttl)
 static void places_cache_drop(struct places_cache *c, struct places_cache_entry *e)
 {
     HASH_DELETE(hh, c->head, e); // NOLINT(clang-analyzer-core.NullDereference)
-    json_object_put(e->obj);
+    places_text_unref(e->text);
     free(e);
     c->count--;
 }
@@ -66,7 +67,7 @@ void places_cache_free(struct places_cache *c)
     HASH_CLEAR(hh, c->head);
     for (; e; e = next) {
         next = e->hh.next;
-        json_object_put(e->obj);
+        places_text_unref(e->text);
         free(e);
     }
     free(c);
@@ -78,7 +79,7 @@ void places_cache_expire(struct places_cache *c, double now)
         places_cache_drop(c, c->head);
 }
 
-struct json_object *places_cache_get(struct places_cache *c, const char *key, size_t keylen,
+struct places_text *places_cache_get(struct places_cache *c, const char *key, size_t keylen,
                                      double now)
 {
     struct places_cache_entry *e = NULL;
@@ -92,11 +93,11 @@ struct json_object *places_cache_get(struct places_cache *c, const char *key, si
         places_cache_drop(c, e);
         return NULL;
     }
-    return e->obj;
+    return e->text;
 }
 
-int places_cache_put(struct places_cache *c, const char *key, size_t keylen,
-                     struct json_object *obj, double now)
+int places_cache_put(struct places_cache *c, const char *key, size_t keylen, struct places_text *t,
+                     double now)
 {
     struct places_cache_entry *e = NULL;
 
@@ -115,13 +116,13 @@ int places_cache_put(struct places_cache *c, const char *key, size_t keylen,
     e->key[keylen] = '\0';
     e->keylen = keylen;
     e->expires = now + c->ttl;
-    e->obj = obj;
+    e->text = t;
     HASH_ADD_KEYPTR(hh, c->head, e->key, e->keylen, e); // NOLINT(clang-analyzer-unix.Malloc)
     if (e->hh.tbl == NULL) {
         free(e);
         return -1;
     }
-    json_object_get(obj);
+    places_text_ref(t);
     c->count++;
     return 0;
 }

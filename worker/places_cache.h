@@ -1,16 +1,17 @@
 /*
  * places_cache: the Places proxy's answer cache. Maps a question (the string
- * "LAT,LNG,RADIUS") to the parsed answer (a json-c object, shared by
- * reference count) until it expires. Bounded: when full, the entry that
- * expires first goes. Time is passed in, so it needs no event loop.
+ * "LAT,LNG,RADIUS") to its printed answer (a places_text, shared by
+ * reference count, cut to each asker's bound) until it expires. Bounded:
+ * when full, the entry that expires first goes. Time is passed in, so it
+ * needs no event loop.
  */
 #ifndef HERD_PLACES_CACHE_H
 #define HERD_PLACES_CACHE_H
 
 #include <stddef.h>
 
-struct json_object;
 struct places_cache;
+struct places_text;
 
 /*
  * A cache of at most MAX_ENTRIES answers kept TTL seconds. With TTL <= 0 or
@@ -23,13 +24,13 @@ void places_cache_free(struct places_cache *c);
 
 /* The answer for KEY still fresh at NOW (borrowed: take a reference to keep
  * it past the next put), or NULL. */
-struct json_object *places_cache_get(struct places_cache *c, const char *key, size_t keylen,
+struct places_text *places_cache_get(struct places_cache *c, const char *key, size_t keylen,
                                      double now);
 
-/* Stores OBJ (taking a reference of its own) for KEY from NOW on, replacing
+/* Stores T (taking a reference of its own) for KEY from NOW on, replacing
  * any older answer. Returns 0, or -1 when out of memory or disabled. */
-int places_cache_put(struct places_cache *c, const char *key, size_t keylen,
-                     struct json_object *obj, double now);
+int places_cache_put(struct places_cache *c, const char *key, size_t keylen, struct places_text *t,
+                     double now);
 
 /* Drops every entry expired at NOW. */
 void places_cache_expire(struct places_cache *c, double now);

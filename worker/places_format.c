@@ -31,6 +31,10 @@ struct fbuf {
     size_t len;
     size_t cap;
     int oom;
+    /* Where the top-level "results" array lands (see places_text_new). */
+    struct json_object *results;
+    size_t *elem_end; /* after each of its entries, when multi-line */
+    size_t arr_start, arr_end;
 };
 
 static void fb_put(struct fbuf *b, const char *s, size_t n)
@@ -227,6 +231,8 @@ static void fmt_array(struct fbuf *b, struct json_object *v, unsigned depth, siz
     for (size_t i = 0; i < n; i++) {
         fmt_indent(b, depth + 1);
         fmt_value(b, json_object_array_get_idx(v, i), depth + 1, SIZE_MAX);
+        if (v == b->results && b->elem_end)
+            b->elem_end[i] = b->len;
         if (i + 1 < n)
             fb_put(b, ",", 1);
     }
@@ -256,7 +262,11 @@ static void fmt_object(struct fbuf *b, struct json_object *v, unsigned depth, co
         fmt_indent(b, depth + 1);
         fmt_string(b, key, strlen(key));
         fb_put(b, " : ", 3);
+        if (child && child == b->results)
+            b->arr_start = b->len;
         fmt_value(b, child, depth + 1, limit);
+        if (child && child == b->results)
+            b->arr_end = b->len;
         json_object_iter_next(&it);
         if (!json_object_iter_equal(&it, &end))
             fb_put(b, ",", 1);
@@ -307,6 +317,125 @@ int places_format(struct json_object *obj, unsigned bound, char **out, size_t *l
     *len = places_squeeze_newlines(b.p, b.len);
     *out = b.p;
     return 0;
+}
+
+/*
+ * An answer printed once with every result, then cut to each waiter's bound
+ * by slicing the text: printing is the costly part, and a json-c tree takes
+ * about seven times the memory of its text, which matters in the cache.
+ * When the first result is a filled object (Places' always is), every cut
+ * keeps the array multi-line and each entry prints the same on its own, so
+ * cutting at entry B's end and closing the array as the full text does is
+ * exactly what printing with bound B gives. Anything else keeps its tree
+ * and is printed per bound.
+ */
+struct places_text {
+    unsigned refs;
+    struct json_object *obj; /* only when slicing cannot cut it */
+    char *text;              /* every result, no final newline */
+    size_t len;
+    size_t nres;      /* entries in the top-level "results" */
+    size_t arr_start; /* offset of its '[' */
+    size_t arr_end;   /* just after its ']' */
+    size_t *elem_end; /* just after each entry (nres of them) */
+};
+
+/* The top-level "results" array of OBJ, or NULL. */
+static struct json_object *places_results(struct json_object *obj)
+{
+    struct json_object *r;
+
+    if (!json_object_is_type(obj, json_type_object) ||
+        !json_object_object_get_ex(obj, "results", &r) || !json_object_is_type(r, json_type_array))
+        return NULL;
+    return r;
+}
+
+void places_text_unref(struct places_text *t)
+{
+    if (!t || --t->refs > 0)
+        return;
+    json_object_put(t->obj);
+    free(t->text);
+    free(t->elem_end);
+    free(t);
+}
+
+struct places_text *places_text_ref(struct places_text *t)
+{
+    t->refs++;
+    return t;
+}
+
+struct places_text *places_text_new(struct json_object *obj)
+{
+    struct places_text *t = calloc(1, sizeof *t);
+    struct fbuf b = {0};
+    unsigned all = UINT_MAX;
+
+    if (!t)
+        return NULL;
+    t->refs = 1;
+    b.results = places_results(obj);
+    t->nres = b.results ? json_object_array_length(b.results) : 0;
+    if (t->nres > 0 && !(b.elem_end = t->elem_end = calloc(t->nres, sizeof(size_t))))
+        goto fail;
+    if (json_object_is_type(obj, json_type_object))
+        fmt_object(&b, obj, 0, &all);
+    else
+        fmt_value(&b, obj, 0, SIZE_MAX);
+    if (b.oom || !b.p)
+        goto fail;
+    t->text = b.p;
+    t->len = b.len;
+    t->arr_start = b.arr_start;
+    t->arr_end = b.arr_end;
+    if (t->nres > 0 && !fmt_is_filled_container(json_object_array_get_idx(b.results, 0)))
+        t->obj = json_object_get(obj);
+    return t;
+fail:
+    free(b.p);
+    places_text_unref(t);
+    return NULL;
+}
+
+/* Joins S[0..A) + MID + S[C..LEN) into a new string. */
+static char *places_splice(const struct places_text *t, size_t a, const char *mid, size_t c,
+                           size_t *len)
+{
+    size_t m = strlen(mid), n = a + m + (t->len - c);
+    char *out = malloc(n + 1);
+
+    if (!out)
+        return NULL;
+    memcpy(out, t->text, a);
+    memcpy(out + a, mid, m);
+    memcpy(out + a + m, t->text + c, t->len - c);
+    out[n] = '\0';
+    *len = n;
+    return out;
+}
+
+int places_text_cut(const struct places_text *t, unsigned bound, const char **out, size_t *len,
+                    char **owned)
+{
+    *owned = NULL;
+    if (bound >= t->nres) {
+        *out = t->text;
+        *len = t->len;
+        return 0;
+    }
+    if (t->obj) {
+        if (places_format(t->obj, bound, owned, len) < 0)
+            return -1;
+    } else if (bound == 0) {
+        *owned = places_splice(t, t->arr_start, "[]", t->arr_end, len);
+    } else {
+        /* Up to the end of entry BOUND, then the full text's own closing. */
+        *owned = places_splice(t, t->elem_end[bound - 1], "", t->elem_end[t->nres - 1], len);
+    }
+    *out = *owned;
+    return *owned ? 0 : -1;
 }
 
 /* Only white space may follow the object (Google ends its body with "\n"). */

@@ -31,6 +31,29 @@ int places_parse(const char *body, size_t len, struct json_object **out, char *w
 int places_format(struct json_object *obj, unsigned bound, char **out, size_t *len);
 
 /*
+ * An answer printed once (as places_format prints it with every result) and
+ * then cut to any bound without printing again: what the cache holds and
+ * what the waiters of one request share. Reference counted.
+ */
+struct places_text;
+
+/* Prints OBJ (not modified, and not needed afterwards). NULL when out of
+ * memory. The new text has one reference. */
+struct places_text *places_text_new(struct json_object *obj);
+
+struct places_text *places_text_ref(struct places_text *t);
+void places_text_unref(struct places_text *t); /* NULL is fine */
+
+/*
+ * The text of T cut to BOUND, byte for byte what places_format(obj, BOUND)
+ * gives. *out is borrowed from T when nothing is cut (*owned is NULL then),
+ * else it is *owned, a new string the caller frees. Returns 0, or -1 when
+ * out of memory.
+ */
+int places_text_cut(const struct places_text *t, unsigned bound, const char **out, size_t *len,
+                    char **owned);
+
+/*
  * A new Places-shaped error answer: {"error_message": MESSAGE,
  * "html_attributions": [], "results": [], "status": STATUS}. NULL when out of
  * memory. The caller owns the reference.

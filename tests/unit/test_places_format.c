@@ -1,8 +1,9 @@
 /*
  * Unit tests for the pure parts of the Places proxy: worker/places_format.c
  * (parsing a Places body, printing it in Google's layout with "results" cut
- * to a bound, the error answers) and worker/places_cache.c (expiry, bounded
- * entries, reference counts). No network, no event loop.
+ * to a bound, cutting a printed answer by slicing, the error answers) and
+ * worker/places_cache.c (expiry, bounded entries, reference counts). No
+ * network, no event loop.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -340,19 +341,107 @@ static void test_squeeze_newlines(void **state)
     assert_int_equal(places_squeeze_newlines(c, 1), 1);
 }
 
+/* --- places_text: cutting by slicing equals printing with the bound --- */
+
+static void assert_cuts_match(const char *body)
+{
+    struct json_object *obj = parse_ok(body);
+    struct places_text *t = places_text_new(obj);
+
+    assert_non_null(t);
+    for (unsigned bound = 0; bound <= 25; bound++) {
+        char *want, *owned;
+        const char *got;
+        size_t wlen, glen;
+
+        assert_int_equal(places_format(obj, bound, &want, &wlen), 0);
+        assert_int_equal(places_text_cut(t, bound, &got, &glen, &owned), 0);
+        if (glen != wlen || memcmp(got, want, wlen) != 0)
+            fail_msg("bound %u of %s:\n%s\n--- but printing gives ---\n%s", bound, body, got, want);
+        assert_int_equal(got[glen], '\0');
+        free(owned);
+        free(want);
+    }
+    json_object_put(obj); /* the text does not need the tree */
+    places_text_unref(t);
+}
+
+static void test_text_cut_equals_format(void **state)
+{
+    (void)state;
+    assert_cuts_match(GOOGLE);
+    assert_cuts_match("{\"results\":[{\"a\":1}],\"status\":\"OK\"}");
+    assert_cuts_match("{\"results\":[{\"a\":[1,2]},{\"b\":{}},{}],\"z\":[]}");
+    assert_cuts_match("{\"results\":[[1],[2],[3,[4]]]}");
+    /* Not sliceable: scalars (one line), empty containers, mixed. */
+    assert_cuts_match("{\"results\":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22]}");
+    assert_cuts_match("{\"results\":[{},{\"a\":1},[]]}");
+    assert_cuts_match("{\"results\":[null,{\"a\":1}]}");
+    assert_cuts_match("{\"results\":[]}");
+    assert_cuts_match("{\"results\":{\"a\":[1,2,3]},\"n\":1}");
+    assert_cuts_match("{\"status\":\"ZERO_RESULTS\"}");
+    assert_cuts_match("{}");
+}
+
+static void test_text_borrowed_when_nothing_is_cut(void **state)
+{
+    struct json_object *obj = parse_ok(GOOGLE);
+    struct places_text *t = places_text_new(obj);
+    const char *a, *b;
+    char *owned;
+    size_t la, lb;
+
+    (void)state;
+    json_object_put(obj);
+    assert_int_equal(places_text_cut(t, 3, &a, &la, &owned), 0);
+    assert_null(owned);
+    assert_int_equal(places_text_cut(t, 20, &b, &lb, &owned), 0);
+    assert_null(owned);
+    assert_ptr_equal(a, b);
+    assert_string_equal(a, GOOGLE);
+    places_text_ref(t);
+    places_text_unref(t);
+    assert_int_equal(places_text_cut(t, 1, &a, &la, &owned), 0);
+    assert_ptr_equal(a, owned);
+    free(owned);
+    places_text_unref(t);
+}
+
 /* --- places_cache --- */
+
+static struct places_text *text_of(const char *json)
+{
+    struct json_object *obj = parse_ok(json);
+    struct places_text *t = places_text_new(obj);
+
+    json_object_put(obj);
+    assert_non_null(t);
+    return t;
+}
+
+static const char *text_str(struct places_text *t)
+{
+    const char *s;
+    char *owned;
+    size_t len;
+
+    assert_int_equal(places_text_cut(t, 100, &s, &len, &owned), 0);
+    assert_null(owned);
+    return s;
+}
 
 static void test_cache_hit_expiry_and_refcount(void **state)
 {
     struct places_cache *c = places_cache_new(10, 60.0);
-    struct json_object *obj = json_object_new_object();
+    struct places_text *t = text_of("{\"a\":1}");
 
     (void)state;
     assert_non_null(c);
     assert_null(places_cache_get(c, "k", 1, 0.0));
-    assert_int_equal(places_cache_put(c, "k", 1, obj, 100.0), 0);
-    json_object_put(obj); /* the cache holds its own reference */
-    assert_ptr_equal(places_cache_get(c, "k", 1, 159.9), obj);
+    assert_int_equal(places_cache_put(c, "k", 1, t, 100.0), 0);
+    places_text_unref(t); /* the cache holds its own reference */
+    assert_ptr_equal(places_cache_get(c, "k", 1, 159.9), t);
+    assert_string_equal(text_str(t), "{\n   \"a\" : 1\n}");
     assert_null(places_cache_get(c, "kk", 2, 159.9));
     assert_int_equal(places_cache_count(c), 1);
     assert_null(places_cache_get(c, "k", 1, 160.0)); /* expired: dropped */
@@ -363,26 +452,28 @@ static void test_cache_hit_expiry_and_refcount(void **state)
 static void test_cache_evicts_oldest_when_full(void **state)
 {
     struct places_cache *c = places_cache_new(3, 60.0);
-    char key[8];
+    char key[8], json[16];
 
     (void)state;
     for (int i = 0; i < 5; i++) {
-        struct json_object *obj = json_object_new_int(i);
+        struct places_text *t;
+        snprintf(json, sizeof json, "{\"n\":%d}", i);
+        t = text_of(json);
         snprintf(key, sizeof key, "k%d", i);
-        assert_int_equal(places_cache_put(c, key, 2, obj, 10.0 + i), 0);
-        json_object_put(obj);
+        assert_int_equal(places_cache_put(c, key, 2, t, 10.0 + i), 0);
+        places_text_unref(t);
     }
     assert_int_equal(places_cache_count(c), 3);
     assert_null(places_cache_get(c, "k0", 2, 20.0));
     assert_null(places_cache_get(c, "k1", 2, 20.0));
-    assert_int_equal(json_object_get_int(places_cache_get(c, "k2", 2, 20.0)), 2);
-    assert_int_equal(json_object_get_int(places_cache_get(c, "k4", 2, 20.0)), 4);
+    assert_string_equal(text_str(places_cache_get(c, "k2", 2, 20.0)), "{\n   \"n\" : 2\n}");
+    assert_string_equal(text_str(places_cache_get(c, "k4", 2, 20.0)), "{\n   \"n\" : 4\n}");
     /* Replacing k2 makes it the newest: k3 is now the oldest. */
-    struct json_object *nine = json_object_new_int(9);
+    struct places_text *nine = text_of("{\"n\":9}");
     assert_int_equal(places_cache_put(c, "k2", 2, nine, 21.0), 0);
-    json_object_put(nine);
+    places_text_unref(nine);
     assert_int_equal(places_cache_count(c), 3);
-    assert_int_equal(json_object_get_int(places_cache_get(c, "k2", 2, 22.0)), 9);
+    assert_string_equal(text_str(places_cache_get(c, "k2", 2, 22.0)), "{\n   \"n\" : 9\n}");
     places_cache_expire(c, 74.5); /* k3 (13 + 60) and k4 (14 + 60) are gone */
     assert_int_equal(places_cache_count(c), 1);
     places_cache_free(c);
@@ -392,15 +483,15 @@ static void test_cache_disabled(void **state)
 {
     struct places_cache *c = places_cache_new(100, 0.0);
     struct places_cache *d = places_cache_new(0, 60.0);
-    struct json_object *obj = json_object_new_object();
+    struct places_text *t = text_of("{}");
 
     (void)state;
-    assert_int_equal(places_cache_put(c, "k", 1, obj, 1.0), -1);
-    assert_int_equal(places_cache_put(d, "k", 1, obj, 1.0), -1);
+    assert_int_equal(places_cache_put(c, "k", 1, t, 1.0), -1);
+    assert_int_equal(places_cache_put(d, "k", 1, t, 1.0), -1);
     assert_null(places_cache_get(c, "k", 1, 1.0));
     assert_null(places_cache_get(d, "k", 1, 1.0));
     assert_int_equal(places_cache_count(c), 0);
-    json_object_put(obj);
+    places_text_unref(t);
     places_cache_free(c);
     places_cache_free(d);
 }
@@ -421,6 +512,8 @@ int main(void)
         cmocka_unit_test(test_error_answer),
         cmocka_unit_test(test_parse_accepts_objects_only),
         cmocka_unit_test(test_squeeze_newlines),
+        cmocka_unit_test(test_text_cut_equals_format),
+        cmocka_unit_test(test_text_borrowed_when_nothing_is_cut),
         cmocka_unit_test(test_cache_hit_expiry_and_refcount),
         cmocka_unit_test(test_cache_evicts_oldest_when_full),
         cmocka_unit_test(test_cache_disabled),

@@ -1,0 +1,104 @@
+/*
+ * places_int: what places.c and places_fetch.c share inside the Places
+ * module: the proxy's state, one upstream request (a fetch) with the queries
+ * waiting for it, and the fetch's operations. Not for other modules.
+ */
+#ifndef HERD_PLACES_INT_H
+#define HERD_PLACES_INT_H
+
+#include <curl/curl.h>
+#include <ev.h>
+#include <stddef.h>
+
+#define HASH_NONFATAL_OOM 1 /* an allocation failure must not exit: see places_cache.c */
+#include <uthash.h>
+
+#include "places.h"
+
+#define PLACES_COORD_MAX 32 /* "-118.445127" and friends, with room */
+
+struct json_object;
+struct places_cache;
+struct places_multi;
+
+/* One upstream request, shared by every query for the same question. */
+struct places_fetch {
+    UT_hash_handle hh; /* in pl->fetches, by key */
+    struct places *pl;
+    CURL *easy;
+    struct places_req *head, *tail; /* waiters, in arrival order */
+    size_t waiters;
+    char *body; /* bounded by pl->max_body */
+    size_t len, cap;
+    int too_large;
+    ev_tstamp started;
+    char *log_url; /* the URL with key=REDACTED */
+    char errbuf[CURL_ERROR_SIZE];
+    size_t keylen;
+    char key[]; /* "LAT,LNG,RADIUS" */
+};
+
+/* One query waiting for a fetch. fetch is NULL while its answer is being
+ * delivered, which tells places_cancel that the deliverer frees it. */
+struct places_req {
+    struct places_req *prev, *next;
+    struct places_fetch *fetch;
+    unsigned bound;
+    places_cb cb;
+    void *arg;
+};
+
+struct places {
+    struct ev_loop *loop;
+    struct places_multi *multi;
+    struct places_fetch *fetches; /* uthash, in flight */
+    struct places_cache *cache;
+    char *url;
+    char *key;         /* NULL: no key, answer REQUEST_DENIED */
+    char *key_escaped; /* as it appears URL-encoded, for redaction */
+    long timeout_ms;
+    long connect_ms;
+    size_t max_body;
+    char *nokey_text; /* the REQUEST_DENIED answer, formatted once */
+    size_t nokey_len;
+    char *oom_text; /* the answer when memory runs out */
+    size_t oom_len;
+    struct places_stats stats;
+};
+
+/*
+ * BASE?location=LAT,LNG&radius=RADIUS&key=KEY, keeping any query BASE has.
+ * Returns a string to curl_free, or NULL (out of memory, or BASE is not a
+ * URL libcurl accepts).
+ */
+char *places_build_url(const char *base, const char *lat, const char *lng, const char *radius,
+                       const char *key);
+
+/*
+ * Starts the one upstream request for question KEY (LAT, LNG and RADIUS as
+ * they go in the URL) and enters it in pl->fetches. Returns it, or NULL
+ * with the reason in WHY.
+ */
+struct places_fetch *places_fetch_new(struct places *pl, const char *key, size_t keylen,
+                                      const char *lat, const char *lng, const char *radius,
+                                      char *why, size_t whylen);
+
+/* Frees F and its waiters without answering them; F's easy handle must
+ * already be gone (removed from the multi handle and cleaned up). */
+void places_fetch_free(struct places_fetch *f);
+
+/*
+ * What F's transfer, which ended with RC after SECS seconds, means for its
+ * waiters: Places' own JSON object, or a Places-shaped UNKNOWN_ERROR (a new
+ * reference; NULL when out of memory). Logs the request either way.
+ */
+struct json_object *places_fetch_outcome(struct places_fetch *f, CURLcode rc, double secs);
+
+/* Google statuses worth caching: OK and ZERO_RESULTS. */
+int places_cacheable(const char *status);
+
+void places_req_append(struct places_fetch *f, struct places_req *r);
+void places_req_unlink(struct places_fetch *f, struct places_req *r);
+struct places_req *places_req_pop(struct places_fetch *f); /* NULL when none */
+
+#endif
