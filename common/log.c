@@ -17,6 +17,8 @@
 #define LOG_BUF_SIZE (256 * 1024)
 #define LOG_LINE_MAX 8192
 #define LOG_SHOWN_MAX 1024 /* bytes of a protocol line shown in the log */
+#define LOG_PREFIX_MAX 1024 /* bytes of a log_line prefix kept */
+#define LOG_HEAD_MAX  128  /* stamp, level and tag (a tag is under 64 bytes) */
 
 static struct {
     char           *path;
@@ -26,8 +28,10 @@ static struct {
     int             own_stderr;
     enum log_level  level;
     size_t          used;
+    size_t          tag_len;
     time_t          stamp_sec;
     char            stamp[32]; /* "YYYY-MM-DDTHH:MM:SS" of stamp_sec */
+    size_t          stamp_len;
     char            buf[LOG_BUF_SIZE];
 } lg = { .fd = -1, .level = LOG_INFO, .stamp_sec = -1 };
 
@@ -66,6 +70,7 @@ int log_open(const char *path, const char *tag, enum log_level level, int also_s
 {
     log_close();
     snprintf(lg.tag, sizeof lg.tag, "%s", tag ? tag : "");
+    lg.tag_len = strlen(lg.tag);
     lg.level = level;
     lg.also_stderr = also_stderr;
     if (path == NULL)
@@ -122,19 +127,36 @@ void log_set_level(enum log_level level) { lg.level = level; }
 
 int log_enabled(enum log_level level) { return level <= lg.level; }
 
-/* Writes "YYYY-MM-DDTHH:MM:SS.mmmZ " into dst (at least 25 bytes). */
-static size_t format_stamp(char *dst, size_t size)
+/* Writes "YYYY-MM-DDTHH:MM:SS.mmmZ LEVEL TAG: " at dst, which has room for
+ * LOG_HEAD_MAX bytes. By hand, not snprintf: a busy worker logs two lines per
+ * request, and printf's machinery was most of a request's cost. */
+static size_t put_head(char *dst, enum log_level level)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     if (ts.tv_sec != lg.stamp_sec) {
         struct tm tm;
         gmtime_r(&ts.tv_sec, &tm);
-        strftime(lg.stamp, sizeof lg.stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+        lg.stamp_len = strftime(lg.stamp, sizeof lg.stamp, "%Y-%m-%dT%H:%M:%S", &tm);
         lg.stamp_sec = ts.tv_sec;
     }
-    int n = snprintf(dst, size, "%s.%03ldZ ", lg.stamp, ts.tv_nsec / 1000000);
-    return n < 0 ? 0 : (size_t)n;
+    size_t n = lg.stamp_len;
+    long   ms = ts.tv_nsec / 1000000;
+    memcpy(dst, lg.stamp, n);
+    dst[n++] = '.';
+    dst[n++] = (char)('0' + ms / 100);
+    dst[n++] = (char)('0' + ms / 10 % 10);
+    dst[n++] = (char)('0' + ms % 10);
+    dst[n++] = 'Z';
+    dst[n++] = ' ';
+    memcpy(dst + n, level_names[level], 5);
+    n += 5;
+    dst[n++] = ' ';
+    memcpy(dst + n, lg.tag, lg.tag_len);
+    n += lg.tag_len;
+    dst[n++] = ':';
+    dst[n++] = ' ';
+    return n;
 }
 
 void log_vmsg(enum log_level level, const char *fmt, va_list ap)
@@ -145,11 +167,8 @@ void log_vmsg(enum log_level level, const char *fmt, va_list ap)
         log_flush();
     char  *p = lg.buf + lg.used;
     size_t room = LOG_LINE_MAX - 1; /* keep one byte for '\n' */
-    size_t n = format_stamp(p, room);
-    int    m = snprintf(p + n, room - n, "%s %s: ", level_names[level], lg.tag);
-    if (m > 0)
-        n += (size_t)m < room - n ? (size_t)m : room - n - 1;
-    m = vsnprintf(p + n, room - n, fmt, ap);
+    size_t n = put_head(p, level);
+    int    m = vsnprintf(p + n, room - n, fmt, ap);
     if (m > 0)
         n += (size_t)m < room - n ? (size_t)m : room - n - 1;
     p[n++] = '\n';
@@ -166,38 +185,63 @@ void log_msg(enum log_level level, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Escapes LINE into dst so a log line stays one printable line. */
-static size_t escape(char *dst, size_t size, const char *line, size_t len)
+/* Copies LINE into dst escaped (\\, \", \xNN for anything not printable) so a
+ * log line stays one printable line; dst has room for 4 * LEN bytes. Runs of
+ * plain bytes are copied whole. */
+static size_t escape(char *dst, const char *line, size_t len)
 {
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-    for (size_t i = 0; i < len && o + 4 < size; i++) {
-        unsigned char c = (unsigned char)line[i];
+    static const char    hex[] = "0123456789abcdef";
+    static unsigned char plain[256]; /* 1: copied as is */
+    if (plain['a'] == 0)
+        for (int c = 0x20; c < 0x7f; c++)
+            plain[c] = c != '\\' && c != '"';
+    size_t o = 0, i = 0;
+    while (i < len) {
+        size_t run = i;
+        while (run < len && plain[(unsigned char)line[run]])
+            run++;
+        memcpy(dst + o, line + i, run - i);
+        o += run - i;
+        if (run == len)
+            break;
+        unsigned char c = (unsigned char)line[run];
+        i = run + 1;
+        dst[o++] = '\\';
         if (c == '\\' || c == '"') {
-            dst[o++] = '\\';
-            dst[o++] = (char)c;
-        } else if (c >= 0x20 && c < 0x7f) {
             dst[o++] = (char)c;
         } else {
-            dst[o++] = '\\';
             dst[o++] = 'x';
             dst[o++] = hex[c >> 4];
             dst[o++] = hex[c & 15];
         }
     }
-    dst[o] = '\0';
     return o;
 }
 
+/* Built straight into the buffer: the hot path of a worker that logs every
+ * line it receives and sends. */
 void log_line(enum log_level level, const char *prefix, const char *line, size_t len)
 {
     if (!log_enabled(level))
         return;
-    char   esc[LOG_SHOWN_MAX * 4 + 8];
     size_t shown = len < LOG_SHOWN_MAX ? len : LOG_SHOWN_MAX;
-    escape(esc, sizeof esc, line, shown);
-    if (shown < len)
-        log_msg(level, "%s \"%s\"... (%zu bytes)", prefix, esc, len);
-    else
-        log_msg(level, "%s \"%s\"", prefix, esc);
+    size_t plen = strnlen(prefix, LOG_PREFIX_MAX);
+    if (LOG_BUF_SIZE - lg.used < LOG_HEAD_MAX + plen + 4 * shown + 64)
+        log_flush();
+    char  *p = lg.buf + lg.used;
+    size_t n = put_head(p, level);
+    memcpy(p + n, prefix, plen);
+    n += plen;
+    p[n++] = ' ';
+    p[n++] = '"';
+    n += escape(p + n, line, shown);
+    p[n++] = '"';
+    if (shown < len) {
+        int m = snprintf(p + n, 48, "... (%zu bytes)", len);
+        n += m > 0 ? (size_t)m : 0;
+    }
+    p[n++] = '\n';
+    lg.used += n;
+    if (level <= LOG_WARN && lg.fd < 0)
+        log_flush();
 }
