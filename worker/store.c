@@ -1,7 +1,9 @@
 /*
- * store: open addressing with linear probing over 32-bit slots that hold a
- * record number + 1 (0 = empty). No deletion, so probing needs no
- * tombstones. The hash is seeded per process so a client cannot choose IDs
+ * store: open addressing with linear probing over 64-bit slots that hold a
+ * record number + 1 (0 = empty) and the low 32 bits of the ID's hash, so a
+ * probe only reads a record whose hash matches (with millions of clients
+ * each record read is a cache miss) and growing never reads records. No
+ * deletion, so probing needs no tombstones. The hash is seeded per process so a client cannot choose IDs
  * that all collide in every worker.
  */
 #include "store.h"
@@ -12,7 +14,7 @@
 #include <unistd.h>
 
 struct store {
-    uint32_t          *slots;  /* owned; nslots entries, power of two */
+    uint64_t          *slots;  /* owned; nslots entries, power of two */
     size_t             nslots;
     struct store_rec **recs;   /* owned, and every record in it */
     size_t             nrecs;
@@ -60,15 +62,22 @@ void store_free(struct store *st)
 
 static const char *rec_id(const struct store_rec *r) { return r->line + r->id_off; }
 
+/* A slot: hash (low 32 bits) << 32 | record number + 1. Indexes use the low
+ * bits of the hash too, so a table of up to 2^32 slots regrows from slots. */
+static uint32_t slot_rec(uint64_t s) { return (uint32_t)s; }
+static uint32_t slot_hash(uint64_t s) { return (uint32_t)(s >> 32); }
+
 /* Slot index where ID is, or the empty slot where it would go. */
 static size_t probe(const struct store *st, const char *id, size_t len, uint64_t h)
 {
     size_t mask = st->nslots - 1;
     for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
-        uint32_t s = st->slots[i];
+        uint64_t s = st->slots[i];
         if (s == 0)
             return i;
-        const struct store_rec *r = st->recs[s - 1];
+        if (slot_hash(s) != (uint32_t)h)
+            continue;
+        const struct store_rec *r = st->recs[slot_rec(s) - 1];
         if (r->id_len == len && memcmp(rec_id(r), id, len) == 0)
             return i;
     }
@@ -77,16 +86,20 @@ static size_t probe(const struct store *st, const char *id, size_t len, uint64_t
 static int grow_index(struct store *st)
 {
     size_t n = st->nslots ? st->nslots * 2 : 1024;
-    uint32_t *slots = calloc(n, sizeof *slots);
+    if (n - 1 > UINT32_MAX) /* slot hashes hold 32 bits of index */
+        return -1;
+    uint64_t *slots = calloc(n, sizeof *slots);
     if (slots == NULL)
         return -1;
     size_t mask = n - 1;
-    for (size_t r = 0; r < st->nrecs; r++) {
-        const struct store_rec *rec = st->recs[r];
-        size_t i = (size_t)hash_id(st->seed, rec_id(rec), rec->id_len) & mask;
+    for (size_t j = 0; j < st->nslots; j++) {
+        uint64_t s = st->slots[j];
+        if (s == 0)
+            continue;
+        size_t i = (size_t)slot_hash(s) & mask;
         while (slots[i] != 0)
             i = (i + 1) & mask;
-        slots[i] = (uint32_t)(r + 1);
+        slots[i] = s;
     }
     st->bytes += (n - st->nslots) * sizeof *slots;
     free(st->slots);
@@ -137,7 +150,7 @@ int store_put(struct store *st, struct proto_str id, struct proto_time t, const 
         return -1;
     uint64_t h = hash_id(st->seed, id.p, id.len);
     size_t i = probe(st, id.p, id.len, h);
-    uint32_t s = st->slots[i];
+    uint32_t s = slot_rec(st->slots[i]);
     if (s != 0) {
         struct store_rec *old = st->recs[s - 1];
         struct proto_time ot = { old->sec, (int32_t)old->nsec };
@@ -157,7 +170,7 @@ int store_put(struct store *st, struct proto_str id, struct proto_time t, const 
         free(r);
         return -1;
     } else {
-        st->slots[i] = (uint32_t)st->nrecs;
+        st->slots[i] = (uint64_t)(uint32_t)h << 32 | (uint32_t)st->nrecs;
     }
     st->bytes += r->len;
     *out = r;
@@ -169,7 +182,8 @@ const struct store_rec *store_get(const struct store *st, const char *id, size_t
     if (st->nslots == 0)
         return NULL;
     size_t i = probe(st, id, len, hash_id(st->seed, id, len));
-    return st->slots[i] ? st->recs[st->slots[i] - 1] : NULL;
+    uint32_t s = slot_rec(st->slots[i]);
+    return s ? st->recs[s - 1] : NULL;
 }
 
 size_t store_count(const struct store *st) { return st->nrecs; }
