@@ -173,9 +173,13 @@ enum link_kind link_parse(const char *line, size_t len, struct link_msg *m)
     memset(m, 0, sizeof *m);
     if (line == NULL)
         len = 0;
-    int n = split(line, len, f);
-    if (n == 0 || f[0].len < 5 || memcmp(f[0].p, "HERD/", 5) != 0)
+    /* Most lines on a link are AT lines: tell them apart before splitting. */
+    size_t i = 0;
+    while (i < len && is_white((unsigned char)line[i]))
+        i++;
+    if (len - i < 5 || memcmp(line + i, "HERD/", 5) != 0)
         return m->kind = LINK_MSG_NONE;
+    int n = split(line, len, f);
     if (!link_str_is(f[0], LINK_VERSION))
         return m->kind = LINK_MSG_VERSION;
     if (n < 2)
