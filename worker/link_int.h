@@ -80,6 +80,19 @@ struct links {
     int stopping;         /* links_free is closing everything: no redials */
 };
 
+/* links.c: this worker's name; the link to the neighbour NAME, or NULL. */
+const char *link_self_name(const struct links *ls);
+struct link *link_find(struct links *ls, struct proto_str name);
+
+/* links.c: (re)starts L's redial timer to fire after DELAY seconds. */
+void link_schedule_redial(struct link *l, double delay);
+
+/* link_knock.c: knocks at the neighbour of L (we accept its link). */
+void link_knock(struct link *l);
+
+/* link_knock.c: a client conn's first line was KNOCK M; closes C. */
+void link_got_knock(struct links *ls, struct conn *c, const struct link_msg *m);
+
 /* Logs a line sent or received on L at LEVEL ("link NAME in" / "out"). */
 void link_log_io(int level, const struct link *l, const char *dir, const char *line, size_t len);
 

@@ -2,9 +2,8 @@
  * links: the worker's neighbour links (SPEC §5, docs/link-protocol.md). For
  * each pair, the server whose name sorts first dials and redials with
  * jittered exponential backoff, forever; the other accepts on its client
- * port, and knocks once at start-up so a restarted acceptor is redialled at
- * once instead of after the dialer's backoff. Owns the handshake; traffic on
- * live links is link_sync.c's.
+ * port (and knocks, link_knock.c). Owns the links, dialling and the
+ * handshake; traffic on live links is link_sync.c's.
  */
 #include "links.h"
 
@@ -28,9 +27,8 @@
 #define LINK_MAX_LINE 4096
 
 static const struct conn_ops link_ops;
-static const struct conn_ops knock_ops;
 
-static const char *self_name(const struct links *ls)
+const char *link_self_name(const struct links *ls)
 {
     return ls->w->self->name;
 }
@@ -73,7 +71,7 @@ int link_send_ctl(struct lconn *lc, int level, const char *fmt, ...)
     return conn_send(lc->c, buf, (size_t)n);
 }
 
-static struct link *find_link(struct links *ls, struct proto_str name)
+struct link *link_find(struct links *ls, struct proto_str name)
 {
     for (size_t i = 0; i < ls->n; i++)
         if (link_str_is(name, ls->v[i].peer->name))
@@ -90,7 +88,7 @@ static double rand01(struct links *ls)
     return (double)((ls->rng * 0x2545F4914F6CDD1DULL) >> 11) / 9007199254740992.0;
 }
 
-static void schedule_redial(struct link *l, double delay)
+void link_schedule_redial(struct link *l, double delay)
 {
     struct ev_loop *loop = l->ls->w->loop;
     ev_timer_stop(loop, &l->redial);
@@ -103,7 +101,7 @@ static void schedule_redial(struct link *l, double delay)
 static void backoff_redial(struct link *l)
 {
     const struct cfg_herd *cfg = l->ls->w->cfg;
-    schedule_redial(l, l->backoff * (0.5 + 0.5 * rand01(l->ls)));
+    link_schedule_redial(l, l->backoff * (0.5 + 0.5 * rand01(l->ls)));
     l->backoff *= 2;
     if (l->backoff > cfg->link_backoff_max)
         l->backoff = cfg->link_backoff_max;
@@ -192,7 +190,7 @@ static void refuse_conn(struct conn *c, const char *reason)
 
 static void fill_transcript(const struct lconn *lc, struct link_transcript *t)
 {
-    const char *self = self_name(lc->l->ls);
+    const char *self = link_self_name(lc->l->ls);
     t->dialer = lc->dialled ? self : lc->l->peer->name;
     t->acceptor = lc->dialled ? lc->l->peer->name : self;
     t->nonce_d = lc->nonce_d;
@@ -261,7 +259,7 @@ static void on_connect(struct conn *c)
         return;
     }
     lc->state = LC_HELLO_SENT;
-    link_send_ctl(lc, LOG_INFO, "%s HELLO %s %s %s", LINK_VERSION, self_name(lc->l->ls),
+    link_send_ctl(lc, LOG_INFO, "%s HELLO %s %s %s", LINK_VERSION, link_self_name(lc->l->ls),
                   lc->l->peer->name, lc->nonce_d);
 }
 
@@ -386,11 +384,11 @@ static const struct conn_ops link_ops = {
 /* A client conn whose first line was a HELLO becomes a link conn. */
 static void adopt_hello(struct links *ls, struct conn *c, const struct link_msg *m)
 {
-    if (!link_str_is(m->target, self_name(ls))) {
+    if (!link_str_is(m->target, link_self_name(ls))) {
         refuse_conn(c, "wrong server: the HELLO names another target");
         return;
     }
-    struct link *l = find_link(ls, m->name);
+    struct link *l = link_find(ls, m->name);
     if (l == NULL) {
         refuse_conn(c, "not a neighbour of this server");
         return;
@@ -419,86 +417,7 @@ static void adopt_hello(struct links *ls, struct conn *c, const struct link_msg 
     setup_conn(ls, c);
     l->hs = lc;
     log_info("link %s: hello from %s", l->peer->name, c->peer);
-    link_send_ctl(lc, LOG_INFO, "%s WELCOME %s %s", LINK_VERSION, self_name(ls), lc->nonce_a);
-}
-
-/* A neighbour we dial says it just started: dial it now rather than after
- * the backoff, at most once per link_backoff_min (a knock is not
- * authenticated, so it can only make us dial sooner, never drop a link). */
-static void got_knock(struct links *ls, struct conn *c, const struct link_msg *m)
-{
-    struct link *l = find_link(ls, m->name);
-    if (l == NULL || !l->we_dial || !link_str_is(m->target, self_name(ls))) {
-        log_warn("knock from %s ignored: not a neighbour this server dials", c->peer);
-        conn_close(c, "knock ignored");
-        return;
-    }
-    conn_close(c, "knock");
-    if (l->up || l->hs) {
-        log_info("link %s: knock ignored, link %s", l->peer->name, l->up ? "up" : "being set up");
-        return;
-    }
-    double min = ls->w->cfg->link_backoff_min;
-    double wait = l->last_dial + min - ev_now(ls->w->loop);
-    log_info("link %s: knocked (neighbour started), dialling now", l->peer->name);
-    l->backoff = min;
-    schedule_redial(l, wait);
-}
-
-static void knock_connected(struct conn *c)
-{
-    struct link *l = c->ud;
-    char line[2 * LINK_NAME_MAX + 32];
-    int n = snprintf(line, sizeof line, "%s KNOCK %s %s\n", LINK_VERSION, self_name(l->ls),
-                     l->peer->name);
-    if (n < 0 || (size_t)n >= sizeof line) {
-        conn_close(c, "knock too long");
-        return;
-    }
-    link_log_io(LOG_INFO, l, "out", line, (size_t)n);
-    if (conn_send(c, line, (size_t)n) == 0)
-        conn_drain(c, "knocked");
-}
-
-static void knock_line(struct conn *c, char *line, size_t len)
-{
-    (void)c;
-    (void)line;
-    (void)len;
-}
-
-static void knock_overlong(struct conn *c, const char *first, size_t limit)
-{
-    (void)first;
-    (void)limit;
-    conn_close(c, "line too long");
-}
-
-static void knock_close(struct conn *c, const char *why)
-{
-    struct link *l = c->ud;
-    if (l && l->knock == c)
-        l->knock = NULL;
-    log_debug("link %s: knock done: %s", l ? l->peer->name : "?", why);
-}
-
-static const struct conn_ops knock_ops = {
-    .on_connect = knock_connected,
-    .on_line = knock_line,
-    .on_overlong = knock_overlong,
-    .on_close = knock_close,
-};
-
-static void knock(struct link *l)
-{
-    char err[128];
-    struct links *ls = l->ls;
-    l->knock =
-        server_dial(ls->w->server, l->peer->host, l->peer->port, &knock_ops, l, err, sizeof err);
-    if (l->knock == NULL)
-        log_debug("link %s: no knock: %s", l->peer->name, err);
-    else
-        conn_set_idle(l->knock, ls->w->cfg->link_timeout);
+    link_send_ctl(lc, LOG_INFO, "%s WELCOME %s %s", LINK_VERSION, link_self_name(ls), lc->nonce_a);
 }
 
 static uint64_t seed(void)
@@ -545,7 +464,7 @@ void links_start(struct links *ls)
         if (ls->v[i].we_dial)
             dial_now(&ls->v[i]);
         else
-            knock(&ls->v[i]);
+            link_knock(&ls->v[i]);
     }
 }
 
@@ -581,7 +500,7 @@ void links_adopt(struct links *ls, struct conn *c, const char *line, size_t len)
     struct link_msg m;
     switch (link_parse(line, len, &m)) {
     case LINK_MSG_HELLO: adopt_hello(ls, c, &m); return;
-    case LINK_MSG_KNOCK: got_knock(ls, c, &m); return;
+    case LINK_MSG_KNOCK: link_got_knock(ls, c, &m); return;
     case LINK_MSG_VERSION:
         refuse_conn(c, "unsupported version: this server speaks " LINK_VERSION);
         return;
