@@ -222,13 +222,13 @@ class TestRecovery(HerdCase):
         self.assertRegex(self.log_text("Bernard"), r"link Juzang dropped after .*: ")
 
     def test_frozen_neighbour_is_dropped_and_catches_up(self):
-        ports = self.five(herd={"link_ping_interval": "0.1", "link_timeout": "0.5"})
-        self.wait_herd_up()
+        ports = self.five(herd={"link_ping_interval": "0.2", "link_timeout": "1"})
+        self.wait_herd_up(10 * SLOW)
         juzang = self.workers["Juzang"]
         juzang.send_signal(signal.SIGSTOP)
         try:
             for n in ("Riley", "Bernard", "Campbell"):
-                wait_for(lambda: "Juzang" not in self.links_up(n), 3 * SLOW,
+                wait_for(lambda: "Juzang" not in self.links_up(n), 5 * SLOW,
                          what="%s to drop its link to the frozen Juzang" % n)
             self.iamat(ports["Riley"], "while-frozen", "%d.0" % T0)
             self.wait_known(ports["Campbell"], "while-frozen")
