@@ -180,6 +180,8 @@ enum link_kind link_parse(const char *line, size_t len, struct link_msg *m)
     if (len - i < 5 || memcmp(line + i, "HERD/", 5) != 0)
         return m->kind = LINK_MSG_NONE;
     int n = split(line, len, f);
+    if (n >= 2)
+        m->verb = f[1];
     if (!link_str_is(f[0], LINK_VERSION))
         return m->kind = LINK_MSG_VERSION;
     if (n < 2)
@@ -194,8 +196,10 @@ enum link_kind link_parse(const char *line, size_t len, struct link_msg *m)
     else
         m->kind = parse_verb(f, n, m);
     if (m->kind == LINK_MSG_INVALID) { /* no half-filled fields */
+        struct proto_str verb = m->verb;
         memset(m, 0, sizeof *m);
         m->kind = LINK_MSG_INVALID;
+        m->verb = verb;
     }
     return m->kind;
 }

@@ -41,6 +41,7 @@ enum link_kind {
 /* Fields point into the parsed line; unused ones are empty. */
 struct link_msg {
     enum link_kind kind;
+    struct proto_str verb;   /* the word after "HERD/N", whatever the kind */
     struct proto_str name;   /* HELLO: dialer; WELCOME: acceptor; KNOCK: from */
     struct proto_str target; /* HELLO, KNOCK: the server addressed */
     struct proto_str nonce;  /* HELLO, WELCOME */

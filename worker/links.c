@@ -489,10 +489,17 @@ void links_free(struct links *ls)
     free(ls);
 }
 
+/* Only lines that open a link take a conn over: anything else from a client
+ * ("HERD/1 PING", say) is an invalid line like any other, answered "? ". */
 int links_is_hello(const char *line, size_t len)
 {
     struct link_msg m;
-    return link_parse(line, len, &m) != LINK_MSG_NONE;
+    switch (link_parse(line, len, &m)) {
+    case LINK_MSG_HELLO:
+    case LINK_MSG_KNOCK: return 1;
+    case LINK_MSG_VERSION: return link_str_is(m.verb, "HELLO");
+    default: return 0;
+    }
 }
 
 void links_adopt(struct links *ls, struct conn *c, const char *line, size_t len)

@@ -139,6 +139,7 @@ static void one_line(const char *line, size_t len)
     enum link_kind k = link_parse(line, len, &m);
     if (k != m.kind || k > LINK_MSG_RELAY)
         abort();
+    check_inside(m.verb, line, len);
     check_inside(m.name, line, len);
     check_inside(m.target, line, len);
     check_inside(m.nonce, line, len);

@@ -378,6 +378,15 @@ class TestSecret(HerdCase):
         self.assertEqual(c.ask(at), "? " + at)
         self.assertIsNone(self.at_line(ports["Bob"], "kiwi"))
 
+    def test_other_link_lines_from_a_client_are_just_invalid(self):
+        ports, _, cfg_b = self.two(None, None)
+        self.start_worker(cfg_b, "Bob", ports["Bob"])
+        c = self.client(ports["Bob"])
+        for line in ("HERD/1 PING", "HERD/1 SYNC 3", "HERD/1 HELLO Alice Bob nonce",
+                     "HERD/9 PING"):
+            self.assertEqual(c.ask(line), "? " + line)
+        self.assertTrue(c.ask("IAMAT kiwi %s %d.0" % (LOC, T0)).startswith("AT Bob "))
+
     def test_at_before_the_handshake_completes_is_refused(self):
         ports, _, cfg_b = self.two(None, self.SECRET)
         self.start_worker(cfg_b, "Bob", ports["Bob"])
