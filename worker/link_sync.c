@@ -161,6 +161,7 @@ static int send_batch(struct lconn *lc, size_t end)
             return -1;
         lc->out_recs++;
         lc->out_bytes += r->len + 1u;
+        lc->l->ls->w->stats.floods_out++; /* "AT lines sent on links" */
     }
     return 0;
 }
