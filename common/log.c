@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define LOG_BUF_SIZE (256 * 1024)
+#define LOG_BUF_SIZE ((size_t)256 * 1024)
 #define LOG_LINE_MAX 8192
 #define LOG_SHOWN_MAX 1024 /* bytes of a protocol line shown in the log */
 #define LOG_PREFIX_MAX 1024 /* bytes of a log_line prefix kept */

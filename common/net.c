@@ -136,17 +136,35 @@ int net_connect_result(int fd, char *err, size_t errlen)
     return 0;
 }
 
+/* "ip:port" of an AF_INET/AF_INET6 address, "?:0" for anything else. */
+static void format_addr(const struct sockaddr_storage *ss, char *buf, size_t len)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        port = ntohs(in->sin_port);
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        port = ntohs(in6->sin6_port);
+    }
+    snprintf(buf, len, "%s:%u", host, port);
+}
+
 int net_accept(int lfd, char *addr, size_t addrlen)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
+    memset(&ss, 0, sizeof ss);
     int fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0)
         return -1;
     if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6)
         net_set_nodelay(fd);
     if (addr != NULL && addrlen > 0)
-        net_peer_name(fd, addr, addrlen);
+        format_addr(&ss, addr, addrlen); /* accept told us: no getpeername */
     return fd;
 }
 
@@ -217,18 +235,8 @@ void net_peer_name(int fd, char *buf, size_t len)
 {
     struct sockaddr_storage ss;
     socklen_t sslen = sizeof ss;
-    char host[INET6_ADDRSTRLEN] = "?";
-    unsigned port = 0;
-    if (getpeername(fd, (struct sockaddr *)&ss, &sslen) == 0) {
-        if (ss.ss_family == AF_INET) {
-            struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-            inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-            port = ntohs(in->sin_port);
-        } else if (ss.ss_family == AF_INET6) {
-            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-            inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-            port = ntohs(in6->sin6_port);
-        }
-    }
-    snprintf(buf, len, "%s:%u", host, port);
+    memset(&ss, 0, sizeof ss);
+    if (getpeername(fd, (struct sockaddr *)&ss, &sslen) < 0)
+        ss.ss_family = AF_UNSPEC;
+    format_addr(&ss, buf, len);
 }

@@ -16,8 +16,8 @@
 #include "net.h"
 #include "worker.h"
 
-#define READ_CHUNK   (64 * 1024)
-#define OUT_KEEP     (16 * 1024) /* output buffer kept once drained */
+#define READ_CHUNK   ((size_t)64 * 1024)
+#define OUT_KEEP     ((size_t)16 * 1024) /* output buffer kept once drained */
 
 struct server {
     struct worker         *w;

@@ -131,10 +131,10 @@ static int append_rec(struct store *st, struct store_rec *r)
 {
     if (st->nrecs == st->caprecs) {
         size_t n = st->caprecs ? st->caprecs * 2 : 1024;
-        struct store_rec **recs = realloc(st->recs, n * sizeof *recs);
+        struct store_rec **recs = realloc(st->recs, n * sizeof(struct store_rec *));
         if (recs == NULL)
             return -1;
-        st->bytes += (n - st->caprecs) * sizeof *recs;
+        st->bytes += (n - st->caprecs) * sizeof(struct store_rec *);
         st->recs = recs;
         st->caprecs = n;
     }
