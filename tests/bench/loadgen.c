@@ -144,6 +144,7 @@ static struct {
     struct lconn   *dirty;
     struct hist     lat;
     struct hist     first; /* idle mode: connect to first reply */
+    struct hist     herd;  /* probe: from the first server's receipt to the probe */
     uint64_t        t0, t_measure, t_end;
     uint64_t        next_id;
     uint64_t        sent, replies, measured, errors, conn_errors, skipped;
@@ -603,6 +604,15 @@ static void report(void)
     if (g.o.mode == MODE_IDLE)
         printf(", \"held\": %" PRIu64 ", \"first_reply_us\": %.1f", g.held,
                us(hist_quantile(&g.first, 0.5)));
+    if (g.o.mode == MODE_PROBE)
+        printf(", \"herd_p50_us\": %.1f, \"herd_p99_us\": %.1f, \"herd_max_us\": %.1f",
+               us(hist_quantile(&g.herd, 0.5)), us(hist_quantile(&g.herd, 0.99)),
+               us(g.herd.max));
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf(", \"cpu_s\": %.3f",
+           (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+               (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6);
     printf(", \"complete\": %s}\n",
            g.o.requests == 0 || g.replies >= g.o.requests ? "true" : "false");
     fflush(stdout);
@@ -680,6 +690,11 @@ static void probe_at(const char *line, size_t len)
         return;
     g.measured++;
     hist_add(&g.lat, now > sent ? now - sent : 0);
+    /* DIFF is the first server's receive time minus SENT: what is left of
+     * the latency was spent inside the herd. */
+    uint64_t diff = fl[2] > 1 ? parse_time_ns(f[2] + 1, fl[2] - 1) : 0;
+    uint64_t got = f[2][0] == '-' ? sent - diff : sent + diff;
+    hist_add(&g.herd, now > got ? now - got : 0);
 }
 
 static void probe_line(struct lconn *c, const char *line, size_t len)
@@ -882,6 +897,7 @@ static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
     g.t_end = mono_ns();
     report();
     memset(&g.lat, 0, sizeof g.lat);
+    memset(&g.herd, 0, sizeof g.herd);
     g.sent = g.replies = g.measured = g.errors = g.skipped = 0;
     g.t_measure = g.t_end;
 }
