@@ -33,7 +33,7 @@ struct cfg_herd {
 
     /* clients */
     size_t  max_line;         /* max_line_length, bytes without "\n" (4096) */
-    size_t  max_connections;  /* per worker, clients and links (10000) */
+    size_t  max_connections;  /* client connections per worker; links not counted (10000) */
     size_t  client_output_max;/* bytes queued to one client before it is closed (1 MiB) */
     double  idle_timeout;     /* seconds a client may stay silent (300) */
 

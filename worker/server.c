@@ -27,7 +27,8 @@ struct server {
     ev_timer               accept_pause; /* after EMFILE: retry accepting later */
     ev_prepare             prep;
     struct conn           *conns;        /* every open or closing conn */
-    struct conn           *dirty;        /* conns with output or input to process */
+    struct conn           *dirty;        /* client conns with output or input to process */
+    struct conn           *dirty_links;  /* the same for links, written first */
     struct conn           *dead;         /* closed, to free in prep */
     size_t                 nclients;
     size_t                 nconns;
@@ -42,8 +43,11 @@ static void mark_dirty(struct conn *c)
     if (c->dirty || c->state == CONN_CLOSED)
         return;
     c->dirty = 1;
-    c->next_dirty = the_server->dirty;
-    the_server->dirty = c;
+    /* Links are written before clients: a worker killed between the two
+     * writes must not have confirmed an update it had not yet flooded. */
+    struct conn **list = c->is_link ? &the_server->dirty_links : &the_server->dirty;
+    c->next_dirty = *list;
+    *list = c;
 }
 
 static void unlink_conn(struct server *srv, struct conn *c)
@@ -325,9 +329,10 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
             }
             return;
         }
-        if (srv->nconns >= srv->w->cfg->max_connections) {
-            log_warn("client %s: refused, %zu connections open (max_connections)", peer,
-                     srv->nconns);
+        /* Links do not count: a herd full of clients must still link up. */
+        if (srv->nclients >= srv->w->cfg->max_connections) {
+            log_warn("client %s: refused, %zu clients connected (max_connections)", peer,
+                     srv->nclients);
             close(fd);
             continue;
         }
@@ -349,9 +354,10 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
     struct server *srv = p->data;
     (void)loop;
     (void)revents;
-    while (srv->dirty) {
-        struct conn *c = srv->dirty;
-        srv->dirty = c->next_dirty;
+    while (srv->dirty_links || srv->dirty) {
+        struct conn **list = srv->dirty_links ? &srv->dirty_links : &srv->dirty;
+        struct conn *c = *list;
+        *list = c->next_dirty;
         c->dirty = 0;
         if (c->state == CONN_CLOSED)
             continue;
@@ -425,7 +431,7 @@ void server_free(struct server *srv)
     server_stop_listening(srv);
     while (srv->conns)
         conn_close(srv->conns, "worker stopping");
-    srv->dirty = NULL;
+    srv->dirty = srv->dirty_links = NULL;
     on_prepare(srv->w->loop, &srv->prep, 0);
     ev_prepare_stop(srv->w->loop, &srv->prep);
     the_server = NULL;

@@ -24,7 +24,7 @@ class ClientProtocol(HerdTestCase):
         super().setUp()
         self.port = free_port()
         self.cfg = self.config({"Riley": self.port},
-                               herd={"max_line_length": 200, "idle_timeout": 30})
+                               herd={"max_line_length": 256, "idle_timeout": 30})
         self.worker = self.start_worker(self.cfg, "Riley", self.port)
         self.c = self.client(self.port)
 
@@ -126,21 +126,21 @@ class ClientProtocol(HerdTestCase):
         self.assertFalse(body[:-2].endswith("\n"))
 
     def test_long_line_closes_connection(self):
-        line = "X" * 250
+        line = "X" * 300
         self.c.send(line + "\n")
-        self.assertEqual(self.c.recv_line(), "? " + "X" * 200)
+        self.assertEqual(self.c.recv_line(), "? " + "X" * 256)
         self.assertTrue(self.c.closed())
         c2 = self.client(self.port)
         self.c.close()
         c2.send("Y" * 5000)   # no newline at all
-        self.assertEqual(c2.recv_line(), "? " + "Y" * 200)
+        self.assertEqual(c2.recv_line(), "? " + "Y" * 256)
         self.assertTrue(c2.closed())
         self.assertIsNone(self.worker.poll())
 
     def test_line_at_the_limit_is_kept(self):
-        cid = "i" * (200 - len("IAMAT  +0+0 1"))
+        cid = "i" * (256 - len("IAMAT  +0+0 1"))
         line = "IAMAT %s +0+0 1" % cid
-        self.assertEqual(len(line), 200)
+        self.assertEqual(len(line), 256)
         self.assertTrue(self.c.ask(line).startswith("AT Riley"))
 
     def test_binary_garbage_with_nul(self):

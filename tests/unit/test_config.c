@@ -308,7 +308,7 @@ static void test_sizes(void **state)
 {
     (void)state;
     size_t off = offsetof(struct cfg_herd, max_line);
-    assert_int_equal(size_of("max_line_length", "16", off), 16);
+    assert_int_equal(size_of("max_line_length", "256", off), 256);
     assert_int_equal(size_of("max_line_length", "1k", off), 1024);
     assert_int_equal(size_of("max_line_length", "8K", off), 8192);
     assert_int_equal(size_of("max_line_length", "1m", off), 1048576);
@@ -338,8 +338,8 @@ static void test_sizes_bad(void **state)
                                       ""};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         key_bad("max_line_length", bad[i]);
-    load_bad("[herd]\nmax_line_length = 15\n[server A]\nport = 1\n",
-             "t.ini:2: bad value for max_line_length: 15 (must be from 16 to 1048576 bytes)");
+    load_bad("[herd]\nmax_line_length = 255\n[server A]\nport = 1\n",
+             "t.ini:2: bad value for max_line_length: 255 (must be from 256 to 1048576 bytes)");
     key_bad("client_output_max", "1023");
     key_bad("places_max_body", "1G");
     key_bad("link_queue_max", "1k");
