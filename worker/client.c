@@ -36,6 +36,8 @@ static void log_io(const struct conn *c, const char *dir, const char *data, size
     prefix[7 + plen] = ' ';
     memcpy(prefix + 8 + plen, dir, dlen);
     prefix[8 + plen + dlen] = '\0';
+    while (len > 0 && data[len - 1] == '\n') /* the line, not its terminator */
+        len--;
     log_line(LOG_INFO, prefix, data, len);
 }
 
