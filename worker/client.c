@@ -97,29 +97,29 @@ static void reply(struct conn *c, const char *data, size_t len)
     s->len = len;
 }
 
-static void reply_invalid(struct conn *c, const char *line, size_t len)
+/* Replies "? " + DATA + "\n" (SPEC §4's answer to anything not understood). */
+static void reply_question(struct conn *c, const char *data, size_t len)
 {
-    char buf[2 + 4096 + 1];
-    if (len > 0 && line[len - 1] == '\r')
-        len--;
-    worker_self->stats.invalid++;
-    if (len > sizeof buf - 3) { /* over 4 KiB: build it on the heap */
-        char *big = malloc(len + 3);
-        if (big == NULL) {
-            conn_close(c, "out of memory");
-            return;
-        }
-        memcpy(big, "? ", 2);
-        memcpy(big + 2, line, len);
-        big[len + 2] = '\n';
-        reply(c, big, len + 3);
-        free(big);
+    char  stack[2 + 4096 + 1];
+    char *buf = len <= sizeof stack - 3 ? stack : malloc(len + 3);
+    if (buf == NULL) {
+        conn_close(c, "out of memory");
         return;
     }
     memcpy(buf, "? ", 2);
-    memcpy(buf + 2, line, len);
+    memcpy(buf + 2, data, len);
     buf[len + 2] = '\n';
     reply(c, buf, len + 3);
+    if (buf != stack)
+        free(buf);
+}
+
+static void reply_invalid(struct conn *c, const char *line, size_t len)
+{
+    if (len > 0 && line[len - 1] == '\r') /* the copy is "without its \r\n" */
+        len--;
+    worker_self->stats.invalid++;
+    reply_question(c, line, len);
 }
 
 static struct proto_time now_exact(void)
@@ -236,16 +236,7 @@ static void client_overlong(struct conn *c, const char *first, size_t limit)
 {
     log_warn("client %s: line longer than %zu bytes, closing", c->peer, limit);
     worker_self->stats.invalid++;
-    char *buf = malloc(limit + 3);
-    if (buf == NULL) {
-        conn_close(c, "out of memory");
-        return;
-    }
-    memcpy(buf, "? ", 2);
-    memcpy(buf + 2, first, limit);
-    buf[limit + 2] = '\n';
-    reply(c, buf, limit + 3);
-    free(buf);
+    reply_question(c, first, limit);
     conn_drain(c, "line too long");
 }
 
