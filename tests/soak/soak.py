@@ -10,9 +10,14 @@ directly with its own restart loop). Clients send IAMATs for --clients IDs to
 every server at --rate updates per second, each one newer than the last
 (only a client's newest update can be checked at the end, so by default
 there are half as many IDs as updates: most updates are checked);
-every 200-500 ms one random worker is SIGKILLed (never more than one down at
-a time, and only once every worker is back with all its links: SPEC §5
-"killing any one worker loses no update"; --eager drops the wait for links). Then the load stops, the herd
+every 200-500 ms one random worker is SIGKILLed: never more than one down at
+a time, only once every worker is back with all its links, and only a worker
+whose every peer has been up for --recover (1 s): SPEC §5 promises that
+"killing any one worker loses no update" and that a restarted worker learns
+everything "within about a second", so at most one worker may be missing
+data at any moment (the one just restarted may be killed again, up to three
+times in a row, which also exercises the supervisor's backoff). --eager
+drops both waits, to see what happens beyond SPEC. Then the load stops, the herd
 settles, and every server is asked WHATSAT for every client until all agree:
 
   lost     a client whose newest acknowledged update no server holds
@@ -126,6 +131,7 @@ class SupervisedHerd:
     def __init__(self, bindir, cfg, work, wait_links=True):
         self.bindir, self.cfg, self.work = bindir, cfg, work
         self.wait_links = wait_links
+        self.uptime = {}
         self.sup = None
         self.known = set()   # every worker pid seen, to stop by PID at the end
 
@@ -183,6 +189,7 @@ class SupervisedHerd:
             if self.wait_links and s.get("links_up") != s.get("links_total"):
                 return None
             pids[n] = s["pid"]
+            self.uptime[n] = float(s.get("uptime") or 0.0)
         kids = self.children()
         if any(kids.get(n) != pid for n, pid in pids.items()):
             return None
@@ -220,6 +227,7 @@ class DirectHerd:
     def __init__(self, bindir, cfg, work, wait_links=True):
         self.bindir, self.cfg, self.work = bindir, cfg, work
         self.wait_links = wait_links
+        self.uptime = {}
         self.procs = {}
         self.since = {}
         self.env = None
@@ -244,6 +252,7 @@ class DirectHerd:
         for n, p in self.procs.items():
             if p.poll() is not None or now - self.since[n] < settle:
                 return None
+        self.uptime = {n: now - self.since[n] for n in self.procs}
         return {n: p.pid for n, p in self.procs.items()}
 
     def kill(self, name, pid):
@@ -295,6 +304,8 @@ class Load:
         self.unanswered = 0
         self.errors = 0
         self.newest_acked = [0] * nclients      # seq, 0 = none
+        self.acked_by = {}                      # newest acked seq -> (server, time)
+        self.kills = []                         # (time, server) of every kill
         self.newest_sent = [0] * nclients
         self.sent_seq = {}                      # seq -> client index
 
@@ -378,10 +389,25 @@ class Load:
             if line.startswith(b"AT ") and line.endswith(time_of(seq).encode()):
                 self.acked += 1
                 if seq > self.newest_acked[i]:
+                    self.acked_by.pop(self.newest_acked[i], None)
                     self.newest_acked[i] = seq
+                    self.acked_by[seq] = (c.name, now)
             else:
                 self.errors += 1
                 log("unexpected reply from %s: %r" % (c.name, line[:200]))
+
+    def ack_story(self, seq):
+        """When SEQ was acknowledged, by whom, and that server's kills around it."""
+        if seq not in self.acked_by:
+            return "no record of its acknowledgement"
+        name, t = self.acked_by[seq]
+        before = [k for k, n in self.kills if n == name and k <= t]
+        after = [k for k, n in self.kills if n == name and k > t]
+        return "acknowledged by %s, %s, %s" % (
+            name,
+            "%.0f ms after it was last killed" % ((t - before[-1]) * 1000) if before
+            else "never killed before",
+            "killed %.1f ms later" % ((after[0] - t) * 1000) if after else "never killed after")
 
     def poll(self, timeout):
         now = time.monotonic()
@@ -493,8 +519,9 @@ def check(load, ports, which=None):
         newest = max(seqs.values())
         if newest < load.newest_acked[i]:
             lost += 1
-            examples.append("lost %s: newest acknowledged %s, herd holds %s" %
-                            (cid, time_of(load.newest_acked[i]), seqs))
+            examples.append("lost %s: newest acknowledged %s, herd holds %s; %s" %
+                            (cid, time_of(load.newest_acked[i]), seqs,
+                             load.ack_story(load.newest_acked[i])))
         for n in NAMES:
             if seqs[n] < newest:
                 stale += 1
@@ -579,6 +606,7 @@ def run(args):
         next_kill = t0 + rng.uniform(args.kill_min, args.kill_max)
         last_report = t0
         last_kill = t0
+        streak = [None, 0]    # the last victim, and how many times in a row
         while True:
             now = time.monotonic()
             if now >= end:
@@ -589,13 +617,22 @@ def run(args):
                     break
             if now >= next_kill and not args.no_kill:
                 pids = herd.ready()
-                if pids is None:
+                victims = [] if pids is None else [
+                    v for v in NAMES if args.eager or all(
+                        herd.uptime.get(n, 0.0) >= args.recover for n in NAMES if n != v)]
+                if streak[1] >= 3 and not args.eager:
+                    # The one just restarted may be killed again (a crash
+                    # loop), but not forever: the others get their turn.
+                    victims = [v for v in victims if v != streak[0]]
+                if not victims:
                     deferred += 1
-                    next_kill = now + 0.05     # someone is still coming back
+                    next_kill = now + 0.05     # someone is still catching up
                 else:
-                    victim = rng.choice(NAMES)
+                    victim = rng.choice(victims)
                     if herd.kill(victim, pids[victim]):
+                        streak = [victim, streak[1] + 1 if streak[0] == victim else 1]
                         kills += 1
+                        load.kills.append((now, victim))
                         last_kill = now
                         killed[victim] += 1
                     next_kill = now + rng.uniform(args.kill_min, args.kill_max)
@@ -622,22 +659,23 @@ def run(args):
         check_s = 0.0
         while time.monotonic() < deadline:
             res = check(load, ports, recent)
-            if res is not None and res[0] == res[1] == res[2] == 0:
-                break
+            if res is not None and res[1] == res[2] == 0:
+                break       # lost ones never come back: leave them to the full check
             time.sleep(0.02)
         # An upper bound: the herd agreed by the end of the passing check.
         converge = time.monotonic() - chaos_end
         since_kill = time.monotonic() - last_kill
-        while time.monotonic() < deadline:
+        while checks == 0 or time.monotonic() < deadline:
             t1 = time.monotonic()
             res = check(load, ports)
             check_s = time.monotonic() - t1
             checks += 1
             if res is not None and res[0] == res[1] == res[2] == 0:
                 break
-            log("full check %d: %d lost, %d stale, %d corrupt; asking again" % (
-                checks, *res[:3]) if res else "full check %d: a server could not be asked"
-                % checks)
+            log("full check %d: %d lost, %d stale, %d corrupt" % (checks, *res[:3])
+                if res else "full check %d: a server could not be asked" % checks)
+            if res and res[1] == res[2] == 0:
+                break       # only lost ones left: no amount of waiting brings them back
             time.sleep(0.1)
         if res is None:
             raise RuntimeError("the herd could not be asked after the soak")
@@ -692,10 +730,14 @@ def main():
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--log-level", default="info")
     ap.add_argument("--no-kill", action="store_true", help="load only (a baseline)")
+    ap.add_argument("--recover", type=float, default=1.0,
+                    help="a worker may be killed only when every other one has been up this"
+                         " long (SPEC §5: a restarted worker learns everything within about"
+                         " a second), so at most one worker is ever missing data")
     ap.add_argument("--eager", action="store_true",
-                    help="kill as soon as every worker runs, without waiting for its links"
-                         " (beyond SPEC: a worker may be killed holding an update it took"
-                         " before its links came back)")
+                    help="kill whenever every worker runs, without waiting for links or"
+                         " --recover: beyond SPEC, and it loses updates once a resync takes"
+                         " longer than the time between kills")
     ap.add_argument("--workdir", default=None, help="where the temp folder goes")
     ap.add_argument("--keep", action="store_true", help="keep the temp folder")
     args = ap.parse_args()
