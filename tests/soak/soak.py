@@ -31,7 +31,6 @@ removed unless the soak failed or --keep is given.
 """
 import argparse
 import collections
-import errno
 import json
 import os
 import random
