@@ -51,6 +51,7 @@ struct cfg_herd {
     double  places_cache_ttl; /* seconds, 0 disables the cache (60) */
     size_t  places_cache_entries; /* (10000) */
     size_t  places_max_connections; /* upstream connections (8) */
+    size_t  places_max_pending; /* distinct questions in flight before new ones fail fast (256) */
     size_t  places_max_body;  /* bytes (4 MiB) */
 
     /* supervisor */

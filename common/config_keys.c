@@ -42,6 +42,7 @@ static const struct hkey hkeys[] = {
     {"places_cache_ttl", K_DUR, OFF(places_cache_ttl), 60, 0, 30 * DAY},
     {"places_cache_entries", K_COUNT, OFF(places_cache_entries), 10000, 0, 10000000},
     {"places_max_connections", K_COUNT, OFF(places_max_connections), 8, 1, 1024},
+    {"places_max_pending", K_COUNT, OFF(places_max_pending), 256, 1, 100000},
     {"places_max_body", K_SIZE, OFF(places_max_body), 4 * MIB, KIB, 256 * MIB},
     {"max_line_length", K_SIZE, OFF(max_line), 4096, 256, 1048576},
     {"max_connections", K_COUNT, OFF(max_connections), 10000, 1, 1000000},

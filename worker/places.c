@@ -186,6 +186,15 @@ struct places_req *places_query(struct places *pl, struct proto_str lat, struct 
     HASH_FIND(hh, pl->fetches, key, (size_t)klen, f);
     if (f) {
         pl->stats.coalesced++;
+    } else if (HASH_COUNT(pl->fetches) >= pl->max_pending) {
+        /* Each waiting fetch holds ~13 KiB inside libcurl, and thousands
+         * timing out together stall the loop: fail fast instead of queueing. */
+        free(r);
+        pl->stats.errors++;
+        log_warn("places: %s: %zu requests in flight (places_max_pending), answered at once",
+                 key, pl->max_pending);
+        places_answer_error(pl, "too many Places requests in flight; try again", cb, arg);
+        return NULL;
     } else {
         f = places_fetch_new(pl, key, (size_t)klen, slat, slng, radius, why, sizeof why);
         if (!f) {
@@ -277,6 +286,7 @@ struct places *places_new(struct ev_loop *loop, const struct cfg_herd *cfg, char
     pl->connect_ms = cfg->places_timeout < PLACES_CONNECT_MAX ? pl->timeout_ms
                                                               : (long)(PLACES_CONNECT_MAX * 1000);
     pl->max_body = cfg->places_max_body;
+    pl->max_pending = cfg->places_max_pending;
     /* libcurl first: everything after uses it. */
     pl->multi = places_multi_new(loop, places_connections(cfg), places_fetch_done, pl, err, errlen);
     if (!pl->multi || places_key_load(cfg, &pl->key, err, errlen) < 0 ||

@@ -315,9 +315,6 @@ class Hostile(HerdTestCase):
         self.assertGreater(sum(counts), 1000)
         self.assert_healthy(BOUND_CHURN, "connect/close churn")
 
-    @unittest.skipUnless(KNOWN_ISSUES, "known issue: WHATSATs waiting on a slow Places are "
-                         "not capped (~13 KiB each) and time out in one O(n^2) burst that "
-                         "stalls the worker; HERD_KNOWN_ISSUES=1 runs it")
     def test_whatsat_flood_with_slow_places(self):
         """200 clients each pipeline 64 WHATSATs with distinct radii while
         Places takes 3 s to answer (places_timeout 1 s): 12 800 questions

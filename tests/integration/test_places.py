@@ -404,6 +404,27 @@ class BoundedConnections(PlacesCase):
         self.assertLessEqual(len({r["client_port"] for r in self.mock.requests()}), 2)
 
 
+class BoundedPending(PlacesCase):
+    herd = {"places_timeout": 5, "places_max_pending": 2}
+
+    def test_questions_past_max_pending_fail_fast(self):
+        self.mock.mode("delay", seconds=1.5)
+        clients = [self.client(self.port, timeout=10) for _ in range(3)]
+        for i, c in enumerate(clients[:2]):
+            c.line("WHATSAT kiwi.cs.ucla.edu %d 1" % (i + 1))
+        wait_for(lambda: self.mock.stats()["active"] == 2, 3, 0.01, "two slow requests")
+        t0 = time.monotonic()
+        clients[2].line("WHATSAT kiwi.cs.ucla.edu 3 1")
+        self.assertEqual(clients[2].recv_line(timeout=8), self.at)
+        ans = self.assert_unknown_error(clients[2].recv_until(b"\n\n", timeout=8))
+        self.assertLess(time.monotonic() - t0, 0.5, "answered at once, not queued")
+        self.assertIn("in flight", ans["error_message"])
+        for c in clients[:2]:   # the two in flight still get Places' answer
+            self.assertEqual(c.recv_line(timeout=8), self.at)
+            self.assertEqual(parse_answer(c.recv_until(b"\n\n", timeout=8))["status"], "OK")
+        self.assertEqual(self.mock.stats()["requests"], 2)
+
+
 class Cache(PlacesCase):
     herd = {"places_cache_ttl": 1}
 
