@@ -366,6 +366,10 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
             process_buffered(c);
             if (c->state == CONN_CLOSED)
                 continue;
+            if (srv->dirty_links && !c->is_link) {
+                mark_dirty(c); /* its updates go to the links before it hears "AT" */
+                continue;
+            }
         }
         if (!c->dialing && try_write(c) == 0)
             after_write(c);
