@@ -36,6 +36,7 @@ struct cfg_herd {
     size_t  max_connections;  /* client connections per worker; links not counted (10000) */
     size_t  client_output_max;/* bytes queued to one client before it is closed (1 MiB) */
     double  idle_timeout;     /* seconds a client may stay silent (300) */
+    size_t  max_clients;      /* distinct client IDs stored per worker (10 000 000) */
 
     /* links */
     size_t  link_queue_max;   /* bytes queued to one neighbour before the link drops (64 MiB) */

@@ -46,6 +46,7 @@ static const struct hkey hkeys[] = {
     {"places_max_body", K_SIZE, OFF(places_max_body), 4 * MIB, KIB, 256 * MIB},
     {"max_line_length", K_SIZE, OFF(max_line), 4096, 256, 1048576},
     {"max_connections", K_COUNT, OFF(max_connections), 10000, 1, 1000000},
+    {"max_clients", K_COUNT, OFF(max_clients), 10000000, 1, 1000000000},
     {"client_output_max", K_SIZE, OFF(client_output_max), MIB, KIB, 1024 * MIB},
     {"idle_timeout", K_DUR, OFF(idle_timeout), 300, MS, 30 * DAY},
     {"link_queue_max", K_SIZE, OFF(link_queue_max), 64 * MIB, 4 * KIB, 1024 * MIB},

@@ -129,7 +129,8 @@ static struct proto_time now_exact(void)
     return (struct proto_time){ ts.tv_sec, (int32_t)ts.tv_nsec };
 }
 
-static void handle_iamat(struct conn *c, const struct proto_msg *m, struct proto_time now)
+static void handle_iamat(struct conn *c, const struct proto_msg *m, struct proto_time now,
+                         const char *line, size_t len)
 {
     struct worker *w = worker_self;
     char at[PROTO_AT_MAX + 1];
@@ -144,9 +145,12 @@ static void handle_iamat(struct conn *c, const struct proto_msg *m, struct proto
     struct proto_str id = { at + (size_t)n - tail, m->id.len };
     const struct store_rec *rec;
     int rc = store_put(w->store, id, m->t, at, (size_t)n, &rec);
-    if (rc < 0)
-        log_error("store: out of memory, update of %.*s not kept", (int)m->id.len, m->id.p);
-    else if (rc > 0)
+    if (rc < 0) { /* not kept: the client must not believe it was */
+        worker_store_failed(w, m->id.p, m->id.len);
+        reply_invalid(c, line, len);
+        return;
+    }
+    if (rc > 0)
         links_flood(w->links, rec, NULL);
     at[n] = '\n';
     reply(c, at, (size_t)n + 1);
@@ -213,7 +217,7 @@ static void client_line(struct conn *c, char *line, size_t len)
         return;
     case PROTO_IAMAT:
         w->stats.requests++;
-        handle_iamat(c, &m, now);
+        handle_iamat(c, &m, now, line, len);
         return;
     case PROTO_WHATSAT:
         w->stats.requests++;

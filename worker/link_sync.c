@@ -66,7 +66,7 @@ static void got_at(struct lconn *lc, const char *line, size_t len)
         w->stats.floods_in++;
         rc = store_put(w->store, id, m.t, at, (size_t)rc, &rec);
         if (rc < 0)
-            log_error("store: out of memory, update of %.*s not kept", (int)id.len, id.p);
+            worker_store_failed(w, id.p, id.len);
     }
     if (quiet)
         batch_count(lc, len, rc);

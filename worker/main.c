@@ -119,6 +119,23 @@ const struct worker_stats *worker_stats(struct worker *w)
     return &w->stats;
 }
 
+void worker_store_failed(struct worker *w, const char *id, size_t len)
+{
+    static ev_tstamp last = -1;
+    static uint64_t  quiet;
+    int              err = errno;
+    ev_tstamp        now = ev_now(w->loop);
+    if (last >= 0 && now - last < 1.0) {
+        quiet++;
+        return;
+    }
+    log_warn("store: update of %.*s not kept: %s (and %llu more since the last warning)",
+             (int)(len < 64 ? len : 64), id,
+             err == ENOSPC ? "max_clients reached" : strerror(err), (unsigned long long)quiet);
+    last = now;
+    quiet = 0;
+}
+
 void worker_stop(struct worker *w, const char *why)
 {
     if (w->stopping)
@@ -152,6 +169,7 @@ static int worker_setup(struct worker *w, const struct opts *o)
         log_error("out of memory");
         return 1;
     }
+    store_set_max(w->store, w->cfg->max_clients);
     w->places = places_new(w->loop, w->cfg, err, sizeof err);
     if (w->places == NULL) {
         log_error("places: %s", err);

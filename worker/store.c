@@ -8,6 +8,7 @@
  */
 #include "store.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -21,6 +22,7 @@ struct store {
     size_t             caprecs;
     uint64_t           seed;
     size_t             bytes;
+    size_t             max;    /* distinct IDs at most; 0: no limit */
 };
 
 static uint64_t hash_id(uint64_t seed, const char *p, size_t len)
@@ -112,8 +114,10 @@ static struct store_rec *rec_new(struct proto_str id, struct proto_time t, const
                                  size_t len)
 {
     size_t off = (size_t)(id.p - line);
-    if (len > UINT16_MAX || off > UINT16_MAX || id.len > UINT16_MAX || off + id.len > len)
+    if (len > UINT16_MAX || off > UINT16_MAX || id.len > UINT16_MAX || off + id.len > len) {
+        errno = EINVAL;
         return NULL;
+    }
     struct store_rec *r = malloc(sizeof *r + len + 1);
     if (r == NULL)
         return NULL;
@@ -147,7 +151,7 @@ int store_put(struct store *st, struct proto_str id, struct proto_time t, const 
 {
     /* Keep the load factor under 1/2 so probes stay short. */
     if ((st->nrecs + 1) * 2 > st->nslots && grow_index(st) < 0)
-        return -1;
+        return -1; /* errno ENOMEM from calloc */
     uint64_t h = hash_id(st->seed, id.p, id.len);
     size_t i = probe(st, id.p, id.len, h);
     uint32_t s = slot_rec(st->slots[i]);
@@ -158,6 +162,10 @@ int store_put(struct store *st, struct proto_str id, struct proto_time t, const 
             *out = old;
             return 0;
         }
+    }
+    if (s == 0 && st->max > 0 && st->nrecs >= st->max) {
+        errno = ENOSPC;
+        return -1;
     }
     struct store_rec *r = rec_new(id, t, line, len);
     if (r == NULL)
@@ -176,6 +184,8 @@ int store_put(struct store *st, struct proto_str id, struct proto_time t, const 
     *out = r;
     return 1;
 }
+
+void store_set_max(struct store *st, size_t max) { st->max = max; }
 
 const struct store_rec *store_get(const struct store *st, const char *id, size_t len)
 {

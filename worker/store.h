@@ -25,13 +25,19 @@ struct store_rec {
 struct store;
 
 struct store *store_new(void);
+
+/* At most MAX distinct client IDs (0: no limit); past it store_put refuses
+ * new IDs with -1 and errno ENOSPC, while known IDs still update. */
+void store_set_max(struct store *st, size_t max);
+
 void store_free(struct store *st);
 
 /*
  * Keeps LINE (an AT line whose client ID is ID, at LINE + (ID.p - LINE)) when
  * T is newer than the time held for that client. Returns 1 and the stored
  * record in *out when kept, 0 when not newer (*out: the record held), -1
- * when out of memory or LINE is too long.
+ * with errno ENOMEM (out of memory), ENOSPC (store_set_max reached) or
+ * EINVAL (LINE too long).
  */
 int store_put(struct store *st, struct proto_str id, struct proto_time t, const char *line,
               size_t len, const struct store_rec **out);

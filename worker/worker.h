@@ -51,6 +51,10 @@ extern struct worker *worker_self;
 /* Refreshes the gauges of stats (clients, connections, links) and returns it. */
 const struct worker_stats *worker_stats(struct worker *w);
 
+/* Logs that an update of client ID could not be stored (errno says why),
+ * at most once a second with a count of the ones not logged. */
+void worker_store_failed(struct worker *w, const char *id, size_t len);
+
 /* Starts a graceful stop: close the listener, flush, leave the loop. */
 void worker_stop(struct worker *w, const char *why);
 

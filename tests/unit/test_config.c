@@ -177,6 +177,7 @@ static void test_defaults(void **state)
     assert_int_equal(h->places_cache_entries, 10000);
     assert_int_equal(h->places_max_connections, 8);
     assert_int_equal(h->places_max_pending, 256);
+    assert_int_equal(h->max_clients, 10000000);
     assert_int_equal(h->places_max_body, 4 * 1024 * 1024);
     assert_true(h->heartbeat_interval == 1 && h->heartbeat_timeout == 5);
     assert_true(h->restart_backoff_min == 0.1 && h->restart_backoff_max == 30);

@@ -2,6 +2,7 @@
  * test_store: the client store keeps the newest record per client, numbers
  * records stably, and survives growth.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -79,12 +80,30 @@ static void test_growth_keeps_numbers(void **state)
     store_free(st);
 }
 
+static void test_max_refuses_new_ids_only(void **state)
+{
+    (void)state;
+    struct store *st = store_new();
+    const struct store_rec *r;
+    store_set_max(st, 2);
+    assert_int_equal(put(st, "a", 1, 0, "A", &r), 1);
+    assert_int_equal(put(st, "b", 1, 0, "A", &r), 1);
+    errno = 0;
+    assert_int_equal(put(st, "c", 1, 0, "A", &r), -1);
+    assert_int_equal(errno, ENOSPC);
+    assert_int_equal(put(st, "a", 2, 0, "B", &r), 1); /* known IDs still update */
+    assert_null(store_get(st, "c", 1));
+    assert_int_equal(store_count(st), 2);
+    store_free(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_newer_wins),
         cmocka_unit_test(test_unknown_and_prefix),
         cmocka_unit_test(test_growth_keeps_numbers),
+        cmocka_unit_test(test_max_refuses_new_ids_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
