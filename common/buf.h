@@ -9,14 +9,20 @@
 #include <stddef.h>
 
 struct buf {
-    char  *data;  /* owned; NULL while empty and released */
+    char *data; /* owned; NULL while empty and released */
     size_t start;
     size_t end;
     size_t cap;
 };
 
-static inline size_t buf_len(const struct buf *b) { return b->end - b->start; }
-static inline char *buf_head(const struct buf *b) { return b->data + b->start; }
+static inline size_t buf_len(const struct buf *b)
+{
+    return b->end - b->start;
+}
+static inline char *buf_head(const struct buf *b)
+{
+    return b->data + b->start;
+}
 
 /* Makes room for N more bytes without exceeding MAX bytes held. 0, or -1
  * (over MAX or out of memory). */

@@ -13,57 +13,57 @@
 enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 struct cfg_server {
-    char     *name;       /* owned; non-empty, no white space */
-    char     *host;       /* owned; listen and dial address, default 127.0.0.1 */
-    char     *node;       /* owned; NULL when not set */
-    uint16_t  port;       /* 1..65535 */
-    size_t   *peers;      /* owned; indices into cfg_herd.servers, sorted, unique */
-    size_t    npeers;
-    int       line;       /* line of its [server NAME] header, for messages */
+    char *name;    /* owned; non-empty, no white space */
+    char *host;    /* owned; listen and dial address, default 127.0.0.1 */
+    char *node;    /* owned; NULL when not set */
+    uint16_t port; /* 1..65535 */
+    size_t *peers; /* owned; indices into cfg_herd.servers, sorted, unique */
+    size_t npeers;
+    int line; /* line of its [server NAME] header, for messages */
 };
 
 struct cfg_herd {
-    char   *path;             /* owned; absolute path of the file read */
-    char   *dir;              /* owned; its folder: relative paths resolve here */
-    char   *log_dir;          /* owned; absolute */
-    char   *run_dir;          /* owned; absolute */
-    char   *node;             /* owned; [herd] node, NULL when not set */
-    char   *secret;           /* owned; NULL when links are not authenticated */
+    char *path;               /* owned; absolute path of the file read */
+    char *dir;                /* owned; its folder: relative paths resolve here */
+    char *log_dir;            /* owned; absolute */
+    char *run_dir;            /* owned; absolute */
+    char *node;               /* owned; [herd] node, NULL when not set */
+    char *secret;             /* owned; NULL when links are not authenticated */
     enum log_level log_level; /* log_level = error|warn|info|debug (info) */
 
     /* clients */
-    size_t  max_line;         /* max_line_length, bytes without "\n" (4096) */
-    size_t  max_connections;  /* client connections per worker; links not counted (10000) */
-    size_t  client_output_max;/* bytes queued to one client before it is closed (1 MiB) */
-    double  idle_timeout;     /* seconds a client may stay silent (300) */
-    size_t  max_clients;      /* distinct client IDs stored per worker (10 000 000) */
+    size_t max_line;          /* max_line_length, bytes without "\n" (4096) */
+    size_t max_connections;   /* client connections per worker; links not counted (10000) */
+    size_t client_output_max; /* bytes queued to one client before it is closed (1 MiB) */
+    double idle_timeout;      /* seconds a client may stay silent (300) */
+    size_t max_clients;       /* distinct client IDs stored per worker (10 000 000) */
 
     /* links */
-    size_t  link_queue_max;   /* bytes queued to one neighbour before the link drops (64 MiB) */
-    double  link_backoff_min; /* redial backoff, seconds (0.05) */
-    double  link_backoff_max; /* (2) */
-    double  link_ping_interval;/* (1) */
-    double  link_timeout;     /* silence that kills a link (5) */
+    size_t link_queue_max;     /* bytes queued to one neighbour before the link drops (64 MiB) */
+    double link_backoff_min;   /* redial backoff, seconds (0.05) */
+    double link_backoff_max;   /* (2) */
+    double link_ping_interval; /* (1) */
+    double link_timeout;       /* silence that kills a link (5) */
 
     /* places */
-    char   *places_url;       /* owned */
-    char   *places_key_file;  /* owned; absolute; NULL when not set */
-    double  places_timeout;   /* seconds (5) */
-    double  places_cache_ttl; /* seconds, 0 disables the cache (60) */
-    size_t  places_cache_entries; /* (10000) */
-    size_t  places_max_connections; /* upstream connections (8) */
-    size_t  places_max_pending; /* distinct questions in flight before new ones fail fast (256) */
-    size_t  places_max_body;  /* bytes (4 MiB) */
+    char *places_url;              /* owned */
+    char *places_key_file;         /* owned; absolute; NULL when not set */
+    double places_timeout;         /* seconds (5) */
+    double places_cache_ttl;       /* seconds, 0 disables the cache (60) */
+    size_t places_cache_entries;   /* (10000) */
+    size_t places_max_connections; /* upstream connections (8) */
+    size_t places_max_pending; /* distinct questions in flight before new ones fail fast (256) */
+    size_t places_max_body;    /* bytes (4 MiB) */
 
     /* supervisor */
-    double  heartbeat_interval;   /* (1) */
-    double  heartbeat_timeout;    /* (5) */
-    double  restart_backoff_min;  /* (0.1) */
-    double  restart_backoff_max;  /* (30) */
-    double  restart_reset_after;  /* uptime that resets the backoff (10) */
-    double  stop_timeout;         /* SIGTERM to SIGKILL (5) */
+    double heartbeat_interval;  /* (1) */
+    double heartbeat_timeout;   /* (5) */
+    double restart_backoff_min; /* (0.1) */
+    double restart_backoff_max; /* (30) */
+    double restart_reset_after; /* uptime that resets the backoff (10) */
+    double stop_timeout;        /* SIGTERM to SIGKILL (5) */
 
-    struct cfg_server *servers;   /* owned; in file order */
+    struct cfg_server *servers; /* owned; in file order */
     size_t nservers;
 };
 
@@ -75,8 +75,8 @@ struct cfg_herd {
 int cfg_load(const char *path, struct cfg_herd **out, char *err, size_t errlen);
 
 /* The same from a string; PATH names it in messages and anchors relative paths. */
-int cfg_load_string(const char *text, const char *path, struct cfg_herd **out,
-                    char *err, size_t errlen);
+int cfg_load_string(const char *text, const char *path, struct cfg_herd **out, char *err,
+                    size_t errlen);
 
 void cfg_free(struct cfg_herd *herd);
 

@@ -194,8 +194,7 @@ static int same_worker_settings(const struct cfg_herd *x, const struct cfg_herd 
            x->places_timeout == y->places_timeout && x->places_cache_ttl == y->places_cache_ttl &&
            x->places_cache_entries == y->places_cache_entries &&
            x->places_max_connections == y->places_max_connections &&
-           x->places_max_pending == y->places_max_pending &&
-           x->max_clients == y->max_clients &&
+           x->places_max_pending == y->places_max_pending && x->max_clients == y->max_clients &&
            x->places_max_body == y->places_max_body &&
            x->heartbeat_interval == y->heartbeat_interval;
 }

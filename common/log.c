@@ -14,28 +14,28 @@
 #include <time.h>
 #include <unistd.h>
 
-#define LOG_BUF_SIZE ((size_t)256 * 1024)
-#define LOG_LINE_MAX 8192
-#define LOG_SHOWN_MAX 1024 /* bytes of a protocol line shown in the log */
+#define LOG_BUF_SIZE   ((size_t)256 * 1024)
+#define LOG_LINE_MAX   8192
+#define LOG_SHOWN_MAX  1024 /* bytes of a protocol line shown in the log */
 #define LOG_PREFIX_MAX 1024 /* bytes of a log_line prefix kept */
-#define LOG_HEAD_MAX  128  /* stamp, level and tag (a tag is under 64 bytes) */
+#define LOG_HEAD_MAX   128  /* stamp, level and tag (a tag is under 64 bytes) */
 
 static struct {
-    char           *path;
-    char            tag[64];
-    int             fd;
-    int             also_stderr;
-    int             own_stderr;
-    enum log_level  level;
-    size_t          used;
-    size_t          tag_len;
-    time_t          stamp_sec;
-    char            stamp[32]; /* "YYYY-MM-DDTHH:MM:SS" of stamp_sec */
-    size_t          stamp_len;
-    char            buf[LOG_BUF_SIZE];
-} lg = { .fd = -1, .level = LOG_INFO, .stamp_sec = -1 };
+    char *path;
+    char tag[64];
+    int fd;
+    int also_stderr;
+    int own_stderr;
+    enum log_level level;
+    size_t used;
+    size_t tag_len;
+    time_t stamp_sec;
+    char stamp[32]; /* "YYYY-MM-DDTHH:MM:SS" of stamp_sec */
+    size_t stamp_len;
+    char buf[LOG_BUF_SIZE];
+} lg = {.fd = -1, .level = LOG_INFO, .stamp_sec = -1};
 
-static const char *const level_names[] = { "ERROR", "WARN ", "INFO ", "DEBUG" };
+static const char *const level_names[] = {"ERROR", "WARN ", "INFO ", "DEBUG"};
 
 static void write_all(int fd, const char *p, size_t len)
 {
@@ -123,9 +123,15 @@ void log_own_stderr(void)
     dup2(lg.fd, STDERR_FILENO);
 }
 
-void log_set_level(enum log_level level) { lg.level = level; }
+void log_set_level(enum log_level level)
+{
+    lg.level = level;
+}
 
-int log_enabled(enum log_level level) { return level <= lg.level; }
+int log_enabled(enum log_level level)
+{
+    return level <= lg.level;
+}
 
 /* Writes "YYYY-MM-DDTHH:MM:SS.mmmZ LEVEL TAG: " at dst, which has room for
  * LOG_HEAD_MAX bytes. By hand, not snprintf: a busy worker logs two lines per
@@ -141,7 +147,7 @@ static size_t put_head(char *dst, enum log_level level)
         lg.stamp_sec = ts.tv_sec;
     }
     size_t n = lg.stamp_len;
-    long   ms = ts.tv_nsec / 1000000;
+    long ms = ts.tv_nsec / 1000000;
     memcpy(dst, lg.stamp, n);
     dst[n++] = '.';
     dst[n++] = (char)('0' + ms / 100);
@@ -165,10 +171,10 @@ void log_vmsg(enum log_level level, const char *fmt, va_list ap)
         return;
     if (LOG_BUF_SIZE - lg.used < LOG_LINE_MAX)
         log_flush();
-    char  *p = lg.buf + lg.used;
+    char *p = lg.buf + lg.used;
     size_t room = LOG_LINE_MAX - 1; /* keep one byte for '\n' */
     size_t n = put_head(p, level);
-    int    m = vsnprintf(p + n, room - n, fmt, ap);
+    int m = vsnprintf(p + n, room - n, fmt, ap);
     if (m > 0)
         n += (size_t)m < room - n ? (size_t)m : room - n - 1;
     p[n++] = '\n';
@@ -190,7 +196,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
  * plain bytes are copied whole. */
 static size_t escape(char *dst, const char *line, size_t len)
 {
-    static const char    hex[] = "0123456789abcdef";
+    static const char hex[] = "0123456789abcdef";
     static unsigned char plain[256]; /* 1: copied as is */
     if (plain['a'] == 0)
         for (int c = 0x20; c < 0x7f; c++)
@@ -228,7 +234,7 @@ void log_line(enum log_level level, const char *prefix, const char *line, size_t
     size_t plen = strnlen(prefix, LOG_PREFIX_MAX);
     if (LOG_BUF_SIZE - lg.used < LOG_HEAD_MAX + plen + 4 * shown + 64)
         log_flush();
-    char  *p = lg.buf + lg.used;
+    char *p = lg.buf + lg.used;
     size_t n = put_head(p, level);
     memcpy(p + n, prefix, plen);
     n += plen;

@@ -65,11 +65,12 @@ int net_set_keepalive(int fd, int idle, int intvl, int cnt)
 
 /* Resolves HOST:PORT without touching DNS (numeric addresses only), so a
  * dial never blocks the loop; "localhost" is mapped to 127.0.0.1. */
-static int resolve(const char *host, uint16_t port, struct sockaddr_storage *ss,
-                   socklen_t *sslen, char *err, size_t errlen)
+static int resolve(const char *host, uint16_t port, struct sockaddr_storage *ss, socklen_t *sslen,
+                   char *err, size_t errlen)
 {
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                              .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV };
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     char portstr[8];
     snprintf(portstr, sizeof portstr, "%u", (unsigned)port);

@@ -13,22 +13,22 @@
 #include <string.h>
 
 /* AT has the most fields (6); one more slot tells "too many" from "exactly". */
-#define MAX_FIELDS 6
+#define MAX_FIELDS   6
 #define NSEC_PER_SEC 1000000000
 /* 18 digits always fit int64_t, so the time needs no overflow check. */
-#define TIME_INT_DIGITS_MAX 18
+#define TIME_INT_DIGITS_MAX  18
 #define TIME_FRAC_DIGITS_MAX 9
 /* WHATSAT limits from SPEC §4. */
 #define RADIUS_KM_MAX 50u
-#define BOUND_MAX 20u
+#define BOUND_MAX     20u
 
 /* A decimal number "DIGITS[.DIGITS]" split into its two digit runs. */
 struct decimal {
     const char *ip; /* integer digits */
-    size_t      ilen;
+    size_t ilen;
     const char *fp; /* fraction digits; never NULL, empty without a '.' */
-    size_t      flen;
-    int         has_dot;
+    size_t flen;
+    int has_dot;
 };
 
 /* SPEC §4 white space; '\n' is not in it because it ends the line. */
@@ -54,7 +54,7 @@ static unsigned digit_val(char c)
  */
 static int split_fields(const char *line, size_t len, struct proto_str *f)
 {
-    int    n = 0;
+    int n = 0;
     size_t i = 0;
 
     while (n <= MAX_FIELDS) {
@@ -146,8 +146,8 @@ static int all_zeros(const char *p, size_t len)
 static int decimal_le(const struct decimal *d, unsigned limit)
 {
     const char *p = d->ip;
-    size_t      n = d->ilen;
-    unsigned    v = 0;
+    size_t n = d->ilen;
+    unsigned v = 0;
 
     strip_zeros(&p, &n);
     if (n > 3)
@@ -172,8 +172,7 @@ static size_t scan_coord(const char *s, size_t len, unsigned limit)
     return n + 1;
 }
 
-int proto_parse_location(const char *s, size_t len, struct proto_str *lat,
-                         struct proto_str *lng)
+int proto_parse_location(const char *s, size_t len, struct proto_str *lat, struct proto_str *lng)
 {
     if (s == NULL)
         return -1;
@@ -197,8 +196,8 @@ int proto_parse_location(const char *s, size_t len, struct proto_str *lat,
 int proto_parse_time(const char *s, size_t len, struct proto_time *t)
 {
     struct decimal d;
-    int64_t        sec = 0;
-    int32_t        nsec = 0;
+    int64_t sec = 0;
+    int32_t nsec = 0;
 
     if (s == NULL || !is_decimal(s, len, &d))
         return -1;
@@ -224,7 +223,7 @@ int proto_parse_time(const char *s, size_t len, struct proto_time *t)
 static int parse_radius(struct proto_str f, uint32_t *milli)
 {
     struct decimal d;
-    uint32_t       v = 0;
+    uint32_t v = 0;
 
     if (!is_decimal(f.p, f.len, &d) || !decimal_le(&d, RADIUS_KM_MAX))
         return -1;
@@ -243,7 +242,7 @@ static int parse_radius(struct proto_str f, uint32_t *milli)
 static int parse_bound(struct proto_str f, unsigned *bound)
 {
     struct decimal d;
-    unsigned       v = 0;
+    unsigned v = 0;
 
     if (!is_decimal(f.p, f.len, &d) || d.has_dot)
         return -1;
@@ -269,8 +268,7 @@ static int valid_diff(struct proto_str f)
 }
 
 /* Fills the location and time shared by IAMAT and AT; 0 when both are valid. */
-static int parse_loc_time(struct proto_str loc, struct proto_str when,
-                          struct proto_msg *msg)
+static int parse_loc_time(struct proto_str loc, struct proto_str when, struct proto_msg *msg)
 {
     if (proto_parse_location(loc.p, loc.len, NULL, NULL) != 0)
         return -1;
@@ -281,8 +279,7 @@ static int parse_loc_time(struct proto_str loc, struct proto_str when,
     return 0;
 }
 
-static enum proto_kind parse_fields(const struct proto_str *f, int n,
-                                    struct proto_msg *msg)
+static enum proto_kind parse_fields(const struct proto_str *f, int n, struct proto_msg *msg)
 {
     if (n == 4 && field_is(f[0], "IAMAT")) {
         if (parse_loc_time(f[2], f[3], msg) != 0)
@@ -291,8 +288,7 @@ static enum proto_kind parse_fields(const struct proto_str *f, int n,
         return PROTO_IAMAT;
     }
     if (n == 4 && field_is(f[0], "WHATSAT")) {
-        if (parse_radius(f[2], &msg->radius_m_milli) != 0 ||
-            parse_bound(f[3], &msg->bound) != 0)
+        if (parse_radius(f[2], &msg->radius_m_milli) != 0 || parse_bound(f[3], &msg->bound) != 0)
             return PROTO_INVALID;
         msg->id = f[1];
         msg->radius = f[2];
@@ -312,7 +308,7 @@ static enum proto_kind parse_fields(const struct proto_str *f, int n,
 enum proto_kind proto_parse(const char *line, size_t len, struct proto_msg *msg)
 {
     struct proto_str f[MAX_FIELDS + 1];
-    int              n;
+    int n;
 
     memset(msg, 0, sizeof *msg);
     if (line == NULL)
@@ -359,7 +355,7 @@ static int fit(int n, size_t size)
  */
 static int put_diff(int neg, uint64_t whole, uint32_t frac, char *buf, size_t size)
 {
-    char   digits[20];
+    char digits[20];
     size_t nd = 0, o = 0;
     do {
         digits[nd++] = (char)('0' + whole % 10);
@@ -380,8 +376,7 @@ static int put_diff(int neg, uint64_t whole, uint32_t frac, char *buf, size_t si
     return (int)o;
 }
 
-int proto_format_diff(struct proto_time now, struct proto_time client, char *buf,
-                      size_t size)
+int proto_format_diff(struct proto_time now, struct proto_time client, char *buf, size_t size)
 {
     /* Outside the struct's contract the arithmetic below could overflow. */
     if (!time_ok(now) || !time_ok(client) || buf == NULL)
@@ -398,8 +393,7 @@ int proto_format_diff(struct proto_time now, struct proto_time client, char *buf
         nsec -= NSEC_PER_SEC;
     }
     int neg = sec < 0 || nsec < 0;
-    return put_diff(neg, (uint64_t)(neg ? -sec : sec), (uint32_t)(neg ? -nsec : nsec), buf,
-                    size);
+    return put_diff(neg, (uint64_t)(neg ? -sec : sec), (uint32_t)(neg ? -nsec : nsec), buf, size);
 }
 
 /*
@@ -437,14 +431,14 @@ static int valid_server(const char *server, size_t len)
     return 1;
 }
 
-int proto_format_at(const char *server, const struct proto_msg *iamat,
-                    struct proto_time now, char *buf, size_t size)
+int proto_format_at(const char *server, const struct proto_msg *iamat, struct proto_time now,
+                    char *buf, size_t size)
 {
-    char   diff[48];
+    char diff[48];
     size_t pos = 0;
 
-    if (server == NULL || iamat == NULL || iamat->kind != PROTO_IAMAT ||
-        buf == NULL || size == 0 || size > INT_MAX)
+    if (server == NULL || iamat == NULL || iamat->kind != PROTO_IAMAT || buf == NULL || size == 0 ||
+        size > INT_MAX)
         return -1;
     buf[0] = '\0';
     int dlen = proto_format_diff(now, iamat->t, diff, sizeof diff);
@@ -454,10 +448,8 @@ int proto_format_at(const char *server, const struct proto_msg *iamat,
     if (!valid_server(srv.p, srv.len))
         return -1;
     struct proto_str dif = {diff, (size_t)dlen};
-    if (append(buf, size, &pos, "AT", 2) != 0 ||
-        append_field(buf, size, &pos, srv) != 0 ||
-        append_field(buf, size, &pos, dif) != 0 ||
-        append_field(buf, size, &pos, iamat->id) != 0 ||
+    if (append(buf, size, &pos, "AT", 2) != 0 || append_field(buf, size, &pos, srv) != 0 ||
+        append_field(buf, size, &pos, dif) != 0 || append_field(buf, size, &pos, iamat->id) != 0 ||
         append_field(buf, size, &pos, iamat->loc) != 0 ||
         append_field(buf, size, &pos, iamat->time) != 0) {
         buf[0] = '\0'; /* a cut line must not look like a whole one */
@@ -470,7 +462,7 @@ int proto_format_radius_m(uint32_t radius_m_milli, char *buf, size_t size)
 {
     uint32_t whole = radius_m_milli / 1000;
     uint32_t frac = radius_m_milli % 1000;
-    int      width = 3;
+    int width = 3;
 
     if (buf == NULL)
         return -1;
@@ -481,6 +473,5 @@ int proto_format_radius_m(uint32_t radius_m_milli, char *buf, size_t size)
         frac /= 10;
         width--;
     }
-    return fit(snprintf(buf, size, "%" PRIu32 ".%0*" PRIu32, whole, width, frac),
-               size);
+    return fit(snprintf(buf, size, "%" PRIu32 ".%0*" PRIu32, whole, width, frac), size);
 }

@@ -18,28 +18,28 @@ struct proto_time {
 /* A field of the line: points into the caller's buffer, not NUL-terminated. */
 struct proto_str {
     const char *p;
-    size_t      len;
+    size_t len;
 };
 
 enum proto_kind {
-    PROTO_EMPTY = 0,   /* empty or all white space: ignore */
-    PROTO_INVALID,     /* answer "? " + the line */
+    PROTO_EMPTY = 0, /* empty or all white space: ignore */
+    PROTO_INVALID,   /* answer "? " + the line */
     PROTO_IAMAT,
     PROTO_WHATSAT,
-    PROTO_AT,          /* a flooded AT line (valid only on neighbour links) */
+    PROTO_AT, /* a flooded AT line (valid only on neighbour links) */
 };
 
 struct proto_msg {
     enum proto_kind kind;
-    struct proto_str id;       /* IAMAT, WHATSAT, AT: client ID */
-    struct proto_str loc;      /* IAMAT, AT: location as sent */
-    struct proto_str time;     /* IAMAT, AT: client time as sent */
-    struct proto_time t;       /* IAMAT, AT: client time parsed */
-    struct proto_str server;   /* AT: server that received the IAMAT */
-    struct proto_str diff;     /* AT: time diff as printed */
-    struct proto_str radius;   /* WHATSAT: radius in km as sent */
-    uint32_t radius_m_milli;   /* WHATSAT: radius in metres * 1000 (exact) */
-    unsigned bound;            /* WHATSAT: 0..20 */
+    struct proto_str id;     /* IAMAT, WHATSAT, AT: client ID */
+    struct proto_str loc;    /* IAMAT, AT: location as sent */
+    struct proto_str time;   /* IAMAT, AT: client time as sent */
+    struct proto_time t;     /* IAMAT, AT: client time parsed */
+    struct proto_str server; /* AT: server that received the IAMAT */
+    struct proto_str diff;   /* AT: time diff as printed */
+    struct proto_str radius; /* WHATSAT: radius in km as sent */
+    uint32_t radius_m_milli; /* WHATSAT: radius in metres * 1000 (exact) */
+    unsigned bound;          /* WHATSAT: 0..20 */
 };
 
 /* Longest field herd accepts (client ID, location, time, server name). */
@@ -63,8 +63,7 @@ int proto_parse_time(const char *s, size_t len, struct proto_time *t);
  * latitude in [-90, 90], longitude in [-180, 180], inclusive and exact) and
  * splits it into its latitude and longitude strings (with their signs).
  */
-int proto_parse_location(const char *s, size_t len, struct proto_str *lat,
-                         struct proto_str *lng);
+int proto_parse_location(const char *s, size_t len, struct proto_str *lat, struct proto_str *lng);
 
 /* -1, 0, 1 as a is older than, the same as, newer than b. */
 int proto_time_cmp(struct proto_time a, struct proto_time b);
@@ -73,15 +72,14 @@ int proto_time_cmp(struct proto_time a, struct proto_time b);
  * Writes "+S.NNNNNNNNN" or "-S.NNNNNNNNN" for now - client into buf (NUL
  * terminated). Returns the length, or -1 when it does not fit.
  */
-int proto_format_diff(struct proto_time now, struct proto_time client, char *buf,
-                      size_t size);
+int proto_format_diff(struct proto_time now, struct proto_time client, char *buf, size_t size);
 
 /*
  * Writes "AT SERVER DIFF ID LOC TIME" (no newline, NUL terminated) for an
  * IAMAT received at NOW. Returns the length, or -1 when it does not fit.
  */
-int proto_format_at(const char *server, const struct proto_msg *iamat,
-                    struct proto_time now, char *buf, size_t size);
+int proto_format_at(const char *server, const struct proto_msg *iamat, struct proto_time now,
+                    char *buf, size_t size);
 
 /*
  * Writes the radius in metres as a decimal string ("10000", "1500.5") into

@@ -29,7 +29,7 @@ static void log_io(const struct conn *c, const char *dir, const char *data, size
     if (!log_enabled(LOG_INFO))
         return;
     /* "client PEER DIR" by hand, not snprintf: this runs twice per request. */
-    char   prefix[7 + sizeof c->peer + 8];
+    char prefix[7 + sizeof c->peer + 8];
     size_t plen = strnlen(c->peer, sizeof c->peer - 1), dlen = strnlen(dir, 6);
     memcpy(prefix, "client ", 7);
     memcpy(prefix + 7, c->peer, plen);
@@ -100,7 +100,7 @@ static void reply(struct conn *c, const char *data, size_t len)
 /* Replies "? " + DATA + "\n" (SPEC §4's answer to anything not understood). */
 static void reply_question(struct conn *c, const char *data, size_t len)
 {
-    char  stack[2 + 4096 + 1];
+    char stack[2 + 4096 + 1];
     char *buf = len <= sizeof stack - 3 ? stack : malloc(len + 3);
     if (buf == NULL) {
         conn_close(c, "out of memory");
@@ -126,7 +126,7 @@ static struct proto_time now_exact(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (struct proto_time){ ts.tv_sec, (int32_t)ts.tv_nsec };
+    return (struct proto_time){ts.tv_sec, (int32_t)ts.tv_nsec};
 }
 
 static void handle_iamat(struct conn *c, const struct proto_msg *m, struct proto_time now,
@@ -142,7 +142,7 @@ static void handle_iamat(struct conn *c, const struct proto_msg *m, struct proto
     w->stats.iamat++;
     /* The client ID sits just before " LOC TIME" at the end of the AT line. */
     size_t tail = m->id.len + 1 + m->loc.len + 1 + m->time.len;
-    struct proto_str id = { at + (size_t)n - tail, m->id.len };
+    struct proto_str id = {at + (size_t)n - tail, m->id.len};
     const struct store_rec *rec;
     int rc = store_put(w->store, id, m->t, at, (size_t)n, &rec);
     if (rc < 0) { /* not kept: the client must not believe it was */
@@ -173,8 +173,7 @@ static void on_places(void *arg, const char *json, size_t len)
     flush_slots(c);
 }
 
-static void handle_whatsat(struct conn *c, const struct proto_msg *m, const char *line,
-                           size_t len)
+static void handle_whatsat(struct conn *c, const struct proto_msg *m, const char *line, size_t len)
 {
     struct worker *w = worker_self;
     const struct store_rec *rec = store_get(w->store, m->id.p, m->id.len);
@@ -213,8 +212,7 @@ static void client_line(struct conn *c, char *line, size_t len)
     log_io(c, "in", line, len);
     struct proto_msg m;
     switch (proto_parse(line, len, &m)) {
-    case PROTO_EMPTY:
-        return;
+    case PROTO_EMPTY: return;
     case PROTO_IAMAT:
         w->stats.requests++;
         handle_iamat(c, &m, now, line, len);
@@ -229,8 +227,7 @@ static void client_line(struct conn *c, char *line, size_t len)
             return;
         }
         break;
-    case PROTO_AT: /* only an authenticated neighbour may send AT */
-        break;
+    case PROTO_AT: /* only an authenticated neighbour may send AT */ break;
     }
     w->stats.requests++;
     reply_invalid(c, line, len);

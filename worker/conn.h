@@ -19,9 +19,9 @@ struct conn;
 struct places_req;
 
 enum conn_state {
-    CONN_OPEN = 0,   /* reading lines, writing replies */
-    CONN_DRAINING,   /* no more reading: write what is queued, then close */
-    CONN_CLOSED,     /* fd closed, waiting to be freed by the server */
+    CONN_OPEN = 0, /* reading lines, writing replies */
+    CONN_DRAINING, /* no more reading: write what is queued, then close */
+    CONN_CLOSED,   /* fd closed, waiting to be freed by the server */
 };
 
 struct conn_ops {
@@ -39,38 +39,38 @@ struct conn_ops {
 
 /* A reply waiting for its turn behind a WHATSAT that waits on Places. */
 struct conn_slot {
-    struct conn_slot  *next;
-    struct conn       *conn;
-    struct places_req *req;   /* non-NULL while Places has not answered */
-    char              *data;  /* owned; the reply once known */
-    size_t             len;
+    struct conn_slot *next;
+    struct conn *conn;
+    struct places_req *req; /* non-NULL while Places has not answered */
+    char *data;             /* owned; the reply once known */
+    size_t len;
 };
 
 struct conn {
-    int                    fd;
-    enum conn_state        state;
+    int fd;
+    enum conn_state state;
     const struct conn_ops *ops;
-    void                  *ud;          /* link state for neighbour links */
-    ev_io                  rio, wio;
-    ev_timer               idle;
-    double                 idle_timeout; /* 0: none */
-    struct buf             in, out;
-    size_t                 max_line;
-    size_t                 out_max;
-    size_t                 low_water;    /* on_drain fires below this (0: never) */
-    char                   peer[64];     /* "ip:port" */
+    void *ud; /* link state for neighbour links */
+    ev_io rio, wio;
+    ev_timer idle;
+    double idle_timeout; /* 0: none */
+    struct buf in, out;
+    size_t max_line;
+    size_t out_max;
+    size_t low_water; /* on_drain fires below this (0: never) */
+    char peer[64];    /* "ip:port" */
     /* client reply order (client.c) */
-    struct conn_slot      *slot_head, *slot_tail;
-    unsigned               nslots;
-    unsigned               reading_paused : 1;
-    unsigned               dirty : 1;    /* on the server's flush list */
-    unsigned               is_link : 1;
-    unsigned               dialing : 1;  /* connect in progress */
-    unsigned               resume : 1;   /* buffered lines wait for processing */
+    struct conn_slot *slot_head, *slot_tail;
+    unsigned nslots;
+    unsigned reading_paused : 1;
+    unsigned dirty : 1; /* on the server's flush list */
+    unsigned is_link : 1;
+    unsigned dialing : 1; /* connect in progress */
+    unsigned resume : 1;  /* buffered lines wait for processing */
     /* server bookkeeping */
-    struct conn           *prev, *next;  /* all conns */
-    struct conn           *next_dirty;
-    uint64_t               id;
+    struct conn *prev, *next; /* all conns */
+    struct conn *next_dirty;
+    uint64_t id;
 };
 
 /* Queues LEN bytes for the peer. Past out_max the conn closes ("output over

@@ -32,20 +32,19 @@ struct worker *worker_self;
 struct opts {
     const char *config;
     const char *name;
-    int         channel_fd; /* -1: standalone */
-    int         log_stderr;
+    int channel_fd; /* -1: standalone */
+    int log_stderr;
 };
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: herd-worker -c FILE [--channel FD] [--log-stderr] NAME\n"
-            "Runs the server NAME of the herd described in FILE.\n\n"
-            "  -c, --config FILE   the herd's INI file\n"
-            "      --channel FD    report to herd-supervisor on this fd\n"
-            "      --log-stderr    copy log lines to stderr\n"
-            "  -h, --help          this text\n\n"
-            "Exit status: 0 stopped, 1 runtime failure, 2 usage or configuration error.\n");
+    fprintf(f, "usage: herd-worker -c FILE [--channel FD] [--log-stderr] NAME\n"
+               "Runs the server NAME of the herd described in FILE.\n\n"
+               "  -c, --config FILE   the herd's INI file\n"
+               "      --channel FD    report to herd-supervisor on this fd\n"
+               "      --log-stderr    copy log lines to stderr\n"
+               "  -h, --help          this text\n\n"
+               "Exit status: 0 stopped, 1 runtime failure, 2 usage or configuration error.\n");
 }
 
 static int parse_fd(const char *s, int *fd)
@@ -62,13 +61,13 @@ static int parse_fd(const char *s, int *fd)
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
     static const struct option longopts[] = {
-        { "config", required_argument, NULL, 'c' },
-        { "channel", required_argument, NULL, 'C' },
-        { "log-stderr", no_argument, NULL, 'e' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
+        {"config", required_argument, NULL, 'c'},
+        {"channel", required_argument, NULL, 'C'},
+        {"log-stderr", no_argument, NULL, 'e'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
-    *o = (struct opts){ .channel_fd = -1 };
+    *o = (struct opts){.channel_fd = -1};
     int ch;
     while ((ch = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
         switch (ch) {
@@ -122,16 +121,16 @@ const struct worker_stats *worker_stats(struct worker *w)
 void worker_store_failed(struct worker *w, const char *id, size_t len)
 {
     static ev_tstamp last = -1;
-    static uint64_t  quiet;
-    int              err = errno;
-    ev_tstamp        now = ev_now(w->loop);
+    static uint64_t quiet;
+    int err = errno;
+    ev_tstamp now = ev_now(w->loop);
     if (last >= 0 && now - last < 1.0) {
         quiet++;
         return;
     }
     log_warn("store: update of %.*s not kept: %s (and %llu more since the last warning)",
-             (int)(len < 64 ? len : 64), id,
-             err == ENOSPC ? "max_clients reached" : strerror(err), (unsigned long long)quiet);
+             (int)(len < 64 ? len : 64), id, err == ENOSPC ? "max_clients reached" : strerror(err),
+             (unsigned long long)quiet);
     last = now;
     quiet = 0;
 }
@@ -152,7 +151,8 @@ void worker_stop(struct worker *w, const char *why)
 static int open_log(const struct cfg_herd *cfg, const char *name, int also_stderr)
 {
     char path[PATH_MAX];
-    if (fs_mkdir_p(cfg->log_dir, 0755) < 0 || fs_join(path, sizeof path, cfg->log_dir, name, ".log") < 0 ||
+    if (fs_mkdir_p(cfg->log_dir, 0755) < 0 ||
+        fs_join(path, sizeof path, cfg->log_dir, name, ".log") < 0 ||
         log_open(path, name, cfg->log_level, also_stderr) < 0) {
         fprintf(stderr, "herd-worker: %s: log in %s: %s\n", name, cfg->log_dir, strerror(errno));
         return -1;
@@ -192,8 +192,8 @@ static int worker_setup(struct worker *w, const struct opts *o)
         log_error("links: %s", err);
         return 1;
     }
-    log_info("listening on %s:%u (pid %ld, %zu neighbours)", w->self->host,
-             (unsigned)w->self->port, (long)getpid(), w->self->npeers);
+    log_info("listening on %s:%u (pid %ld, %zu neighbours)", w->self->host, (unsigned)w->self->port,
+             (long)getpid(), w->self->npeers);
     links_start(w->links);
     if (w->chan)
         chan_ready(w->chan);

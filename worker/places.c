@@ -191,8 +191,8 @@ struct places_req *places_query(struct places *pl, struct proto_str lat, struct 
          * timing out together stall the loop: fail fast instead of queueing. */
         free(r);
         pl->stats.errors++;
-        log_warn("places: %s: %zu requests in flight (places_max_pending), answered at once",
-                 key, pl->max_pending);
+        log_warn("places: %s: %zu requests in flight (places_max_pending), answered at once", key,
+                 pl->max_pending);
         places_answer_error(pl, "too many Places requests in flight; try again", cb, arg);
         return NULL;
     } else {

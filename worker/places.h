@@ -27,12 +27,12 @@ struct places_req;
 typedef void (*places_cb)(void *arg, const char *json, size_t len);
 
 struct places_stats {
-    uint64_t upstream;   /* requests sent upstream */
-    uint64_t hits;       /* answered from the cache */
-    uint64_t coalesced;  /* joined a request already in flight */
-    uint64_t errors;     /* upstream failures (timeouts, HTTP errors, bad JSON) */
-    uint64_t in_flight;  /* upstream requests in flight now */
-    uint64_t cached;     /* entries in the cache now */
+    uint64_t upstream;  /* requests sent upstream */
+    uint64_t hits;      /* answered from the cache */
+    uint64_t coalesced; /* joined a request already in flight */
+    uint64_t errors;    /* upstream failures (timeouts, HTTP errors, bad JSON) */
+    uint64_t in_flight; /* upstream requests in flight now */
+    uint64_t cached;    /* entries in the cache now */
 };
 
 /* Reads the key (HERD_PLACES_KEY, else places_key_file) and sets up libcurl. */
@@ -49,9 +49,8 @@ void places_free(struct places *pl);
  * and NULL is returned; otherwise a handle is returned that stays valid until
  * CB runs or places_cancel() is called.
  */
-struct places_req *places_query(struct places *pl, struct proto_str lat,
-                                struct proto_str lng, uint32_t radius_m_milli,
-                                unsigned bound, places_cb cb, void *arg);
+struct places_req *places_query(struct places *pl, struct proto_str lat, struct proto_str lng,
+                                uint32_t radius_m_milli, unsigned bound, places_cb cb, void *arg);
 
 /* The client went away: CB will not be called. The upstream request goes on
  * (its answer still fills the cache). */

@@ -60,7 +60,7 @@ struct places {
     long connect_ms;
     size_t max_body;
     size_t max_pending; /* fetches in flight before new questions fail fast */
-    char *nokey_text; /* the REQUEST_DENIED answer, formatted once */
+    char *nokey_text;   /* the REQUEST_DENIED answer, formatted once */
     size_t nokey_len;
     char *oom_text; /* the answer when memory runs out */
     size_t oom_len;

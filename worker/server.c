@@ -16,23 +16,23 @@
 #include "net.h"
 #include "worker.h"
 
-#define READ_CHUNK   ((size_t)64 * 1024)
-#define OUT_KEEP     ((size_t)16 * 1024) /* output buffer kept once drained */
+#define READ_CHUNK ((size_t)64 * 1024)
+#define OUT_KEEP   ((size_t)16 * 1024) /* output buffer kept once drained */
 
 struct server {
-    struct worker         *w;
+    struct worker *w;
     const struct conn_ops *client_ops;
-    int                    lfd;
-    ev_io                  lio;
-    ev_timer               accept_pause; /* after EMFILE: retry accepting later */
-    ev_prepare             prep;
-    struct conn           *conns;        /* every open or closing conn */
-    struct conn           *dirty;        /* client conns with output or input to process */
-    struct conn           *dirty_links;  /* the same for links, written first */
-    struct conn           *dead;         /* closed, to free in prep */
-    size_t                 nclients;
-    size_t                 nconns;
-    uint64_t               next_id;
+    int lfd;
+    ev_io lio;
+    ev_timer accept_pause; /* after EMFILE: retry accepting later */
+    ev_prepare prep;
+    struct conn *conns;       /* every open or closing conn */
+    struct conn *dirty;       /* client conns with output or input to process */
+    struct conn *dirty_links; /* the same for links, written first */
+    struct conn *dead;        /* closed, to free in prep */
+    size_t nclients;
+    size_t nconns;
+    uint64_t next_id;
 };
 
 static struct server *the_server; /* conns reach their server through this */
@@ -442,7 +442,10 @@ void server_free(struct server *srv)
     free(srv);
 }
 
-size_t server_clients(const struct server *srv) { return srv->nclients; }
+size_t server_clients(const struct server *srv)
+{
+    return srv->nclients;
+}
 
 size_t server_queued(const struct server *srv)
 {

@@ -3,8 +3,8 @@
  * record number + 1 (0 = empty) and the low 32 bits of the ID's hash, so a
  * probe only reads a record whose hash matches (with millions of clients
  * each record read is a cache miss) and growing never reads records. No
- * deletion, so probing needs no tombstones. The hash is seeded per process so a client cannot choose IDs
- * that all collide in every worker.
+ * deletion, so probing needs no tombstones. The hash is seeded per process so a client cannot
+ * choose IDs that all collide in every worker.
  */
 #include "store.h"
 
@@ -16,14 +16,14 @@
 #include <unistd.h>
 
 struct store {
-    uint64_t          *slots;  /* owned; nslots entries, power of two */
-    size_t             nslots;
-    struct store_rec **recs;   /* owned, and every record in it */
-    size_t             nrecs;
-    size_t             caprecs;
-    uint64_t           seed;
-    size_t             bytes;
-    size_t             max;    /* distinct IDs at most; 0: no limit */
+    uint64_t *slots; /* owned; nslots entries, power of two */
+    size_t nslots;
+    struct store_rec **recs; /* owned, and every record in it */
+    size_t nrecs;
+    size_t caprecs;
+    uint64_t seed;
+    size_t bytes;
+    size_t max; /* distinct IDs at most; 0: no limit */
 };
 
 static uint64_t hash_id(uint64_t seed, const char *p, size_t len)
@@ -66,12 +66,21 @@ void store_free(struct store *st)
     free(st);
 }
 
-static const char *rec_id(const struct store_rec *r) { return r->line + r->id_off; }
+static const char *rec_id(const struct store_rec *r)
+{
+    return r->line + r->id_off;
+}
 
 /* A slot: hash (low 32 bits) << 32 | record number + 1. Indexes use the low
  * bits of the hash too, so a table of up to 2^32 slots regrows from slots. */
-static uint32_t slot_rec(uint64_t s) { return (uint32_t)s; }
-static uint32_t slot_hash(uint64_t s) { return (uint32_t)(s >> 32); }
+static uint32_t slot_rec(uint64_t s)
+{
+    return (uint32_t)s;
+}
+static uint32_t slot_hash(uint64_t s)
+{
+    return (uint32_t)(s >> 32);
+}
 
 /* Slot index where ID is, or the empty slot where it would go. */
 static size_t probe(const struct store *st, const char *id, size_t len, uint64_t h)
@@ -161,7 +170,7 @@ int store_put(struct store *st, struct proto_str id, struct proto_time t, const 
     uint32_t s = slot_rec(st->slots[i]);
     if (s != 0) {
         struct store_rec *old = st->recs[s - 1];
-        struct proto_time ot = { old->sec, (int32_t)old->nsec };
+        struct proto_time ot = {old->sec, (int32_t)old->nsec};
         if (proto_time_cmp(t, ot) <= 0) {
             *out = old;
             return 0;
@@ -189,7 +198,10 @@ int store_put(struct store *st, struct proto_str id, struct proto_time t, const 
     return 1;
 }
 
-void store_set_max(struct store *st, size_t max) { st->max = max; }
+void store_set_max(struct store *st, size_t max)
+{
+    st->max = max;
+}
 
 const struct store_rec *store_get(const struct store *st, const char *id, size_t len)
 {
@@ -200,11 +212,17 @@ const struct store_rec *store_get(const struct store *st, const char *id, size_t
     return s ? st->recs[s - 1] : NULL;
 }
 
-size_t store_count(const struct store *st) { return st->nrecs; }
+size_t store_count(const struct store *st)
+{
+    return st->nrecs;
+}
 
 const struct store_rec *store_at(const struct store *st, size_t i)
 {
     return i < st->nrecs ? st->recs[i] : NULL;
 }
 
-size_t store_bytes(const struct store *st) { return st->bytes; }
+size_t store_bytes(const struct store *st)
+{
+    return st->bytes;
+}

@@ -14,12 +14,12 @@
 #include "protocol.h"
 
 struct store_rec {
-    int64_t  sec;       /* client time */
+    int64_t sec; /* client time */
     uint32_t nsec;
-    uint16_t id_off;    /* client ID within line */
+    uint16_t id_off; /* client ID within line */
     uint16_t id_len;
-    uint16_t len;       /* of line, without NUL */
-    char     line[];    /* "AT SERVER DIFF ID LOC TIME", NUL terminated */
+    uint16_t len; /* of line, without NUL */
+    char line[];  /* "AT SERVER DIFF ID LOC TIME", NUL terminated */
 };
 
 struct store;

@@ -19,30 +19,30 @@ struct server;
 struct chan;
 
 struct worker_stats {
-    uint64_t clients;        /* client records stored */
-    uint64_t connections;    /* open client connections */
-    uint64_t links_up;       /* neighbours with a live link */
-    uint64_t links_total;    /* neighbours configured */
-    uint64_t requests;       /* client lines answered */
+    uint64_t clients;     /* client records stored */
+    uint64_t connections; /* open client connections */
+    uint64_t links_up;    /* neighbours with a live link */
+    uint64_t links_total; /* neighbours configured */
+    uint64_t requests;    /* client lines answered */
     uint64_t iamat;
     uint64_t whatsat;
-    uint64_t invalid;        /* lines answered "? " */
-    uint64_t floods_in;      /* AT lines received on links */
-    uint64_t floods_out;     /* AT lines sent on links */
+    uint64_t invalid;    /* lines answered "? " */
+    uint64_t floods_in;  /* AT lines received on links */
+    uint64_t floods_out; /* AT lines sent on links */
 };
 
 struct worker {
-    struct ev_loop          *loop;
-    struct cfg_herd         *cfg;     /* owned */
-    const struct cfg_server *self;    /* borrowed from cfg */
-    size_t                   self_index;
-    struct store            *store;   /* owned */
-    struct places           *places;  /* owned */
-    struct links            *links;   /* owned */
-    struct server           *server;  /* owned: listener and connections */
-    struct chan             *chan;    /* owned: supervisor channel, NULL standalone */
-    struct worker_stats      stats;
-    int                      stopping;
+    struct ev_loop *loop;
+    struct cfg_herd *cfg;          /* owned */
+    const struct cfg_server *self; /* borrowed from cfg */
+    size_t self_index;
+    struct store *store;   /* owned */
+    struct places *places; /* owned */
+    struct links *links;   /* owned */
+    struct server *server; /* owned: listener and connections */
+    struct chan *chan;     /* owned: supervisor channel, NULL standalone */
+    struct worker_stats stats;
+    int stopping;
 };
 
 /* The process's worker; set once by main. */
