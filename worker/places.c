@@ -191,9 +191,16 @@ struct places_req *places_query(struct places *pl, struct proto_str lat, struct 
          * timing out together stall the loop: fail fast instead of queueing. */
         free(r);
         pl->stats.errors++;
-        log_warn("places: %s: %zu requests in flight (places_max_pending), answered at once", key,
-                 pl->max_pending);
-        places_answer_error(pl, "too many Places requests in flight; try again", cb, arg);
+        if (now - pl->busy_logged >= 1.0) {
+            log_warn("places: %s: %zu requests in flight (places_max_pending), answered at once "
+                     "(and %llu more since the last warning)",
+                     key, pl->max_pending, (unsigned long long)pl->busy_quiet);
+            pl->busy_logged = now;
+            pl->busy_quiet = 0;
+        } else {
+            pl->busy_quiet++;
+        }
+        cb(arg, pl->busy_text, pl->busy_len); /* formatted once: a flood answers fast */
         return NULL;
     } else {
         f = places_fetch_new(pl, key, (size_t)klen, slat, slng, radius, why, sizeof why);
@@ -232,7 +239,8 @@ static int places_texts_init(struct places *pl)
 {
     if (places_error_text("REQUEST_DENIED", PLACES_NO_KEY_MESSAGE, &pl->nokey_text,
                           &pl->nokey_len) < 0 ||
-        places_error_text("UNKNOWN_ERROR", "out of memory", &pl->oom_text, &pl->oom_len) < 0)
+        places_error_text("UNKNOWN_ERROR", "out of memory", &pl->oom_text, &pl->oom_len) < 0 ||
+        places_error_text("UNKNOWN_ERROR", PLACES_BUSY_MESSAGE, &pl->busy_text, &pl->busy_len) < 0)
         return -1;
     return 0;
 }
@@ -326,6 +334,7 @@ void places_free(struct places *pl)
     places_cache_free(pl->cache);
     free(pl->nokey_text);
     free(pl->oom_text);
+    free(pl->busy_text);
     free(pl->url);
     places_key_free(pl->key);
     if (pl->key_escaped) {

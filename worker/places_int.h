@@ -15,7 +15,8 @@
 
 #include "places.h"
 
-#define PLACES_COORD_MAX 32 /* "-118.445127" and friends, with room */
+#define PLACES_BUSY_MESSAGE "too many Places requests in flight (places_max_pending); try again"
+#define PLACES_COORD_MAX    32 /* "-118.445127" and friends, with room */
 
 struct json_object;
 struct places_cache;
@@ -64,6 +65,10 @@ struct places {
     size_t nokey_len;
     char *oom_text; /* the answer when memory runs out */
     size_t oom_len;
+    char *busy_text; /* the answer past places_max_pending */
+    size_t busy_len;
+    ev_tstamp busy_logged; /* refusals are logged once a second, with a count */
+    uint64_t busy_quiet;
     struct places_stats stats;
 };
 
