@@ -87,15 +87,25 @@ static int resolve(const char *host, uint16_t port, struct sockaddr_storage *ss,
     return 0;
 }
 
+/* A non-blocking, close-on-exec TCP socket for HOST:PORT, its address in *ss. */
+static int tcp_socket(const char *host, uint16_t port, struct sockaddr_storage *ss,
+                      socklen_t *sslen, char *err, size_t errlen)
+{
+    if (resolve(host, port, ss, sslen, err, errlen) < 0)
+        return -1;
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return fail(err, errlen, "socket", -1);
+    return fd;
+}
+
 int net_tcp_listen(const char *host, uint16_t port, int backlog, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
     socklen_t sslen;
-    if (resolve(host, port, &ss, &sslen, err, errlen) < 0)
-        return -1;
-    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = tcp_socket(host, port, &ss, &sslen, err, errlen);
     if (fd < 0)
-        return fail(err, errlen, "socket", -1);
+        return -1;
     int on = 1;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) < 0)
         return fail(err, errlen, "setsockopt SO_REUSEADDR", fd);
@@ -113,11 +123,9 @@ int net_tcp_connect(const char *host, uint16_t port, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
     socklen_t sslen;
-    if (resolve(host, port, &ss, &sslen, err, errlen) < 0)
-        return -1;
-    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = tcp_socket(host, port, &ss, &sslen, err, errlen);
     if (fd < 0)
-        return fail(err, errlen, "socket", -1);
+        return -1;
     net_set_nodelay(fd);
     if (connect(fd, (struct sockaddr *)&ss, sslen) < 0 && errno != EINPROGRESS)
         return fail(err, errlen, "connect", fd);
