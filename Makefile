@@ -84,6 +84,8 @@ $(BINDIR)/herdctl: $(call obj,$(CTL_SRC)) $(LIBHERD)
 # tests/unit/deps.mk (test_NAME_DEPS := worker/x.c ...).
 -include tests/unit/deps.mk
 .SECONDEXPANSION:
+# Keep test and bench objects: they are intermediate, and make would delete them.
+.SECONDARY:
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $$(call obj,$$($$*_DEPS)) $(LIBHERD)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS) -lcmocka
