@@ -145,6 +145,26 @@ static int places_coord(struct proto_str s, char *out, size_t size)
     return 0;
 }
 
+/*
+ * Past places_max_pending: each waiting fetch holds ~13 KiB inside libcurl,
+ * and thousands timing out together stall the loop, so a new question is
+ * answered at once with a preformatted UNKNOWN_ERROR; warned once a second.
+ */
+static void places_busy(struct places *pl, const char *key, ev_tstamp now, places_cb cb, void *arg)
+{
+    pl->stats.errors++;
+    if (now - pl->busy_logged >= 1.0) {
+        log_warn("places: %s: %zu requests in flight (places_max_pending), answered at once "
+                 "(and %llu more since the last warning)",
+                 key, pl->max_pending, (unsigned long long)pl->busy_quiet);
+        pl->busy_logged = now;
+        pl->busy_quiet = 0;
+    } else {
+        pl->busy_quiet++;
+    }
+    cb(arg, pl->busy_text, pl->busy_len);
+}
+
 struct places_req *places_query(struct places *pl, struct proto_str lat, struct proto_str lng,
                                 uint32_t radius_m_milli, unsigned bound, places_cb cb, void *arg)
 {
@@ -175,43 +195,27 @@ struct places_req *places_query(struct places *pl, struct proto_str lat, struct 
         places_answer(pl, hit, bound, cb, arg);
         return NULL;
     }
-    r = calloc(1, sizeof *r);
-    if (!r) {
-        cb(arg, pl->oom_text, pl->oom_len);
-        return NULL;
-    }
-    r->bound = bound;
-    r->cb = cb;
-    r->arg = arg;
     HASH_FIND(hh, pl->fetches, key, (size_t)klen, f);
     if (f) {
         pl->stats.coalesced++;
     } else if (HASH_COUNT(pl->fetches) >= pl->max_pending) {
-        /* Each waiting fetch holds ~13 KiB inside libcurl, and thousands
-         * timing out together stall the loop: fail fast instead of queueing. */
-        free(r);
-        pl->stats.errors++;
-        if (now - pl->busy_logged >= 1.0) {
-            log_warn("places: %s: %zu requests in flight (places_max_pending), answered at once "
-                     "(and %llu more since the last warning)",
-                     key, pl->max_pending, (unsigned long long)pl->busy_quiet);
-            pl->busy_logged = now;
-            pl->busy_quiet = 0;
-        } else {
-            pl->busy_quiet++;
-        }
-        cb(arg, pl->busy_text, pl->busy_len); /* formatted once: a flood answers fast */
+        places_busy(pl, key, now, cb, arg);
         return NULL;
     } else {
         f = places_fetch_new(pl, key, (size_t)klen, slat, slng, radius, why, sizeof why);
         if (!f) {
-            free(r);
             pl->stats.errors++;
             log_warn("places: %s: %s", key, why);
             places_answer_error(pl, why, cb, arg);
             return NULL;
         }
     }
+    r = calloc(1, sizeof *r);
+    if (!r) { /* F stays: its answer still fills the cache */
+        cb(arg, pl->oom_text, pl->oom_len);
+        return NULL;
+    }
+    *r = (struct places_req){.bound = bound, .cb = cb, .arg = arg};
     places_req_append(f, r);
     return r;
 }
