@@ -133,10 +133,29 @@ static int supervisor_gone(const struct ctl *c)
     return 1;
 }
 
+#define LINK_SETTLE_S 1.5 /* longest wait for links once every worker listens */
+
+/* Every server has all its links up (neighbours on other machines may be
+ * down for good, so this is only waited for up to LINK_SETTLE_S). */
+static int links_settled(json_object *reply)
+{
+    json_object *servers;
+    if (!json_object_object_get_ex(reply, "servers", &servers) ||
+        !json_object_is_type(servers, json_type_array))
+        return 1;
+    for (size_t i = 0; i < json_object_array_length(servers); i++) {
+        json_object *srv = json_object_array_get_idx(servers, i);
+        if (ctl_int(srv, "links_up", 0) < ctl_int(srv, "links_total", 0))
+            return 0;
+    }
+    return 1;
+}
+
 /* Polls status until every worker listens (0) or that will not happen (1). */
 static int wait_up(const struct ctl *c)
 {
     double deadline = ctl_now() + c->timeout;
+    double settle = ctl_now() + LINK_SETTLE_S;
     char err[256];
 
     for (;;) {
@@ -145,6 +164,13 @@ static int wait_up(const struct ctl *c)
         int done = -1;
 
         if (rc == 0 && ctl_all_running(st)) {
+            /* Every worker listens: give the links a moment to come up so
+             * the table shows the herd as it will be, not 0/N everywhere. */
+            if (!links_settled(st) && ctl_now() < settle) {
+                json_object_put(st);
+                ctl_sleep_ms(50);
+                continue;
+            }
             ctl_print_status(stdout, st);
             done = CTL_EXIT_OK;
         } else if (rc == 0 && report_not_running(st, 1)) {

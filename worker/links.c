@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "link_auth.h"
+#include "chan.h"
 #include "link_int.h"
 #include "log.h"
 #include "net.h"
@@ -228,6 +229,14 @@ static int send_proof(struct lconn *lc, const char *verb)
     return link_send_ctl(lc, LOG_INFO, "%s %s %s", LINK_VERSION, verb, proof);
 }
 
+/* A link came up or went down: tell the supervisor now, not at the next
+ * heartbeat, so `herdctl status` shows the herd as it is. */
+static void report_links(struct links *ls)
+{
+    if (ls->w->chan && !ls->stopping)
+        chan_heartbeat(ls->w->chan);
+}
+
 static void link_up(struct lconn *lc)
 {
     struct link *l = lc->l;
@@ -249,6 +258,7 @@ static void link_up(struct lconn *lc)
                  lc->c->peer);
     l->attempts = 0;
     link_resync_start(lc);
+    report_links(l->ls);
 }
 
 static void on_connect(struct conn *c)
@@ -345,6 +355,7 @@ static void link_down(struct link *l, const char *why)
      * never reads, say) backs off like one that cannot connect. */
     if (now - l->up_since >= ls->w->cfg->link_timeout)
         l->backoff = ls->w->cfg->link_backoff_min;
+    report_links(ls);
 }
 
 static void on_close(struct conn *c, const char *why)
