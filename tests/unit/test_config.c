@@ -374,6 +374,9 @@ static void test_string_values_bad(void **state)
     key_bad("places_url", "https://");
     key_bad("places_url", "maps.googleapis.com");
     load_bad("[server A]\nport = 1\nhost = a b\n", "t.ini:3: bad value for host: a b");
+    load_bad("[server A]\nport = 1\nhost = node1.example\n",
+             "t.ini:3: bad value for host: node1.example (a numeric IPv4 or IPv6 address, "
+             "or localhost: herd resolves no names)");
     load_bad("[server A]\nport = 1\nnode = x/y\n", "t.ini:3: bad value for node: x/y");
 }
 
@@ -529,7 +532,7 @@ static void test_duplicate_port(void **state)
              "t.ini:5: duplicate port 5 on 127.0.0.1: server A (line 2) has it already");
     load_bad("[server A]\nport = 5\nhost = 0.0.0.0\n[server B]\nport = 5\nhost = 10.0.0.2\n",
              "t.ini:5: duplicate port 5");
-    load_bad("[server A]\nport = 5\nhost = h1\n[server B]\nport = 5\nhost = H1\n",
+    load_bad("[server A]\nport = 5\nhost = ::1\n[server B]\nport = 5\nhost = ::1\n",
              "t.ini:5: duplicate port 5");
     struct cfg_herd *h = load_ok("[server A]\nport = 5\nhost = 10.0.0.1\n"
                                  "[server B]\nport = 5\nhost = 10.0.0.2\n");
