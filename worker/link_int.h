@@ -29,8 +29,13 @@ enum lc_state {
     LC_UP,         /* nothing: AT lines, heartbeats and resync flow both ways */
 };
 
+/* Accepted handshakes one neighbour may have in progress at once; past it
+ * the oldest goes. */
+#define LINK_PENDING_MAX 4
+
 struct lconn {
     struct link *l;
+    double t0; /* when its handshake began */
     struct conn *c;
     enum lc_state state;
     int dialled;     /* this side dialled it */
@@ -59,9 +64,12 @@ struct lconn {
 struct link {
     struct links *ls;
     const struct cfg_server *peer;
-    int we_dial;        /* our name sorts first: we dial, it accepts */
-    struct lconn *up;   /* the live connection; NULL while down */
-    struct lconn *hs;   /* a handshake in progress; NULL if none */
+    int we_dial;      /* our name sorts first: we dial, it accepts */
+    struct lconn *up; /* the live connection; NULL while down */
+    struct lconn *hs; /* our own dial's handshake in progress; NULL if none */
+    /* handshakes accepted from HELLOs naming this neighbour: several at once,
+     * so a stranger's HELLO cannot push the real neighbour's out */
+    struct lconn *pend[LINK_PENDING_MAX];
     struct conn *knock; /* our start-up knock while in flight */
     ev_timer redial;
     ev_timer ping;

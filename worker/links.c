@@ -229,6 +229,33 @@ static int send_proof(struct lconn *lc, const char *verb)
     return link_send_ctl(lc, LOG_INFO, "%s %s %s", LINK_VERSION, verb, proof);
 }
 
+/* Forgets LC as an accepted handshake in progress; nonzero when it was one. */
+static int pend_remove(struct link *l, const struct lconn *lc)
+{
+    for (size_t k = 0; k < LINK_PENDING_MAX; k++)
+        if (l->pend[k] == lc) {
+            l->pend[k] = NULL;
+            return 1;
+        }
+    return 0;
+}
+
+/* A free slot for an accepted handshake, closing the oldest when all are
+ * taken (a flood of HELLOs then costs the flooder its own handshakes). */
+static size_t pend_slot(struct link *l)
+{
+    size_t oldest = 0;
+    for (size_t k = 0; k < LINK_PENDING_MAX; k++) {
+        if (l->pend[k] == NULL)
+            return k;
+        if (l->pend[k]->t0 < l->pend[oldest]->t0)
+            oldest = k;
+    }
+    conn_close(l->pend[oldest]->c, "superseded: too many handshakes in progress");
+    l->pend[oldest] = NULL; /* on_close cleared it already; make it plain */
+    return oldest;
+}
+
 /* A link came up or went down: tell the supervisor now, not at the next
  * heartbeat, so `herdctl status` shows the herd as it is. */
 static void report_links(struct links *ls)
@@ -245,6 +272,7 @@ static void link_up(struct lconn *lc)
         conn_close(l->up->c, "replaced by a new connection");
     if (l->hs == lc)
         l->hs = NULL;
+    pend_remove(l, lc);
     l->up = lc;
     lc->state = LC_UP;
     l->up_since = ev_now(loop);
@@ -368,6 +396,8 @@ static void on_close(struct conn *c, const char *why)
     if (l->up == lc) {
         l->up = NULL;
         link_down(l, reason);
+    } else if (pend_remove(l, lc)) {
+        log_info("link %s: handshake failed: %s", l->peer->name, reason);
     } else if (l->hs == lc) {
         l->hs = NULL;
         if (lc->state == LC_DIALING && l->attempts > 1)
@@ -420,13 +450,13 @@ static void adopt_hello(struct links *ls, struct conn *c, const struct link_msg 
         conn_close(c, "no random bytes for a nonce");
         return;
     }
-    /* An older handshake from the same neighbour lost its dialler: drop it.
-     * A live link stays until this one proves itself (link_up replaces it). */
-    if (l->hs)
-        conn_close(l->hs->c, "superseded by a new handshake");
+    /* Several may be in progress: a HELLO is not authenticated, so one from a
+     * stranger must not push out the neighbour's. A live link stays until a
+     * new one proves itself (link_up replaces it). */
+    lc->t0 = ev_now(ls->w->loop);
     conn_set_ops(c, &link_ops, lc);
     setup_conn(ls, c);
-    l->hs = lc;
+    l->pend[pend_slot(l)] = lc;
     log_info("link %s: hello from %s", l->peer->name, c->peer);
     link_send_ctl(lc, LOG_INFO, "%s WELCOME %s %s", LINK_VERSION, link_self_name(ls), lc->nonce_a);
 }
@@ -493,6 +523,9 @@ void links_free(struct links *ls)
             conn_close(l->knock, "worker stopping");
         if (l->hs)
             conn_close(l->hs->c, "worker stopping");
+        for (size_t k = 0; k < LINK_PENDING_MAX; k++)
+            if (l->pend[k])
+                conn_close(l->pend[k]->c, "worker stopping");
         if (l->up)
             conn_close(l->up->c, "worker stopping");
     }

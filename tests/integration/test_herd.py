@@ -370,6 +370,26 @@ class TestSecret(HerdCase):
         line = self.wait_known(ports["Bob"], "kiwi")
         self.assertEqual(line, "AT Alice +0.000000001 kiwi %s %d.0" % (LOC, T0))
 
+    def test_strangers_hellos_do_not_push_out_the_neighbours_handshake(self):
+        ports, _, cfg_b = self.two(None, self.SECRET)
+        self.start_worker(cfg_b, "Bob", ports["Bob"])
+        good = self.fake(ports["Bob"], "Alice", "Bob", secret=self.SECRET)
+        nonce_d = os.urandom(16).hex()
+        good.send("HERD/1 HELLO Alice Bob " + nonce_d)
+        m = re.fullmatch(r"HERD/1 WELCOME Bob ([0-9a-f]{32})", good.recv_line() or "")
+        self.assertIsNotNone(m)
+        # Strangers claim to be Alice while her handshake is in flight.
+        for _ in range(3):
+            s = self.fake(ports["Bob"], "Alice", "Bob", secret="guess")
+            s.send("HERD/1 HELLO Alice Bob " + os.urandom(16).hex())
+            self.assertTrue(s.recv_line().startswith("HERD/1 WELCOME Bob "))
+        good.send("HERD/1 AUTH " + proof(self.SECRET, "D", "Alice", "Bob", nonce_d, m.group(1)))
+        self.assertEqual(good.recv_line(), "HERD/1 OK " + proof(
+            self.SECRET, "A", "Alice", "Bob", nonce_d, m.group(1)))
+        good.send("AT Alice +0.000000001 kiwi %s %d.0" % (LOC, T0))
+        self.assertEqual(self.wait_known(ports["Bob"], "kiwi"),
+                         "AT Alice +0.000000001 kiwi %s %d.0" % (LOC, T0))
+
     def test_client_at_line_is_refused(self):
         ports, _, cfg_b = self.two(None, self.SECRET)
         self.start_worker(cfg_b, "Bob", ports["Bob"])
