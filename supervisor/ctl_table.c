@@ -73,6 +73,7 @@ static void row_cells(char cells[NCOLS][CELL], json_object *srv)
 {
     char d[32];
     long up = ctl_int(srv, "links_up", -1), total = ctl_int(srv, "links_total", -1);
+    long syncing = ctl_int(srv, "links_syncing", 0);
 
     snprintf(cells[0], CELL, "%s", ctl_str(srv, "name", "?"));
     num_or_dash(cells[1], srv, "pid");
@@ -84,6 +85,8 @@ static void row_cells(char cells[NCOLS][CELL], json_object *srv)
     num_or_dash(cells[6], srv, "clients");
     if (up < 0 || total < 0)
         snprintf(cells[7], CELL, "-");
+    else if (syncing > 0) /* still learning the herd: wait before the next restart */
+        snprintf(cells[7], CELL, "%ld/%ld (%ld syncing)", up, total, syncing);
     else
         snprintf(cells[7], CELL, "%ld/%ld", up, total);
     why_cell(cells[8], srv);

@@ -75,8 +75,8 @@ static void add_exit(json_object *o, const struct sup_proc *p)
 /* Copies the gauges status tables show from the last heartbeat. */
 static void add_gauges(json_object *o, const struct sup_proc *p)
 {
-    static const char *const keys[] = {"clients", "connections", "links_up", "links_total",
-                                       "requests"};
+    static const char *const keys[] = {"clients",     "connections",   "links_up",
+                                       "links_total", "links_syncing", "requests"};
     json_object *v;
 
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {

@@ -127,6 +127,7 @@ static json_object *heartbeat_json(struct chan *c)
     add_u64(o, "connections", st->connections);
     add_u64(o, "links_up", st->links_up);
     add_u64(o, "links_total", st->links_total);
+    add_u64(o, "links_syncing", st->links_syncing);
     add_u64(o, "requests", st->requests);
     add_u64(o, "iamat", st->iamat);
     add_u64(o, "whatsat", st->whatsat);

@@ -53,6 +53,7 @@ struct lconn {
     uint64_t batch_left; /* AT lines of the current batch still due */
     int batch_relay;     /* the current batch is a RELAY */
     int in_sync;         /* between the first SYNC and SYNCED */
+    int synced;          /* the neighbour's dump has all arrived (SYNCED) */
     size_t in_recs, in_new, in_bytes;
     double in_t0;
     size_t rl_recs, rl_new, rl_bytes; /* the current RELAY batch */

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "chan.h"
 #include "link_int.h"
 #include "links.h"
 #include "log.h"
@@ -100,6 +101,9 @@ static void got_synced(struct lconn *lc, const struct link_msg *m)
         log_warn("link %s: resync announced %llu records, %zu arrived", lc->l->peer->name,
                  (unsigned long long)m->count, lc->in_recs);
     lc->in_sync = 0;
+    lc->synced = 1;
+    if (lc->l->ls->w->chan) /* operators wait for this between rolling restarts */
+        chan_heartbeat(lc->l->ls->w->chan);
 }
 
 void link_up_line(struct lconn *lc, char *line, size_t len)

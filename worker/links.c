@@ -559,6 +559,14 @@ void links_adopt(struct links *ls, struct conn *c, const char *line, size_t len)
     }
 }
 
+uint64_t links_syncing(const struct links *ls)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < ls->n; i++)
+        n += ls->v[i].up != NULL && !ls->v[i].up->synced;
+    return n;
+}
+
 void links_count(const struct links *ls, uint64_t *up, uint64_t *total)
 {
     uint64_t n = 0;

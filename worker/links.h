@@ -33,4 +33,7 @@ void links_flood(struct links *ls, const struct store_rec *rec, const struct con
 
 void links_count(const struct links *ls, uint64_t *up, uint64_t *total);
 
+/* Live links whose neighbour's resync dump has not all arrived yet. */
+uint64_t links_syncing(const struct links *ls);
+
 #endif

@@ -113,8 +113,10 @@ const struct worker_stats *worker_stats(struct worker *w)
 {
     w->stats.clients = w->store ? store_count(w->store) : 0;
     w->stats.connections = w->server ? server_clients(w->server) : 0;
-    if (w->links)
+    if (w->links) {
         links_count(w->links, &w->stats.links_up, &w->stats.links_total);
+        w->stats.links_syncing = links_syncing(w->links);
+    }
     return &w->stats;
 }
 

@@ -19,11 +19,12 @@ struct server;
 struct chan;
 
 struct worker_stats {
-    uint64_t clients;     /* client records stored */
-    uint64_t connections; /* open client connections */
-    uint64_t links_up;    /* neighbours with a live link */
-    uint64_t links_total; /* neighbours configured */
-    uint64_t requests;    /* client lines answered */
+    uint64_t clients;       /* client records stored */
+    uint64_t connections;   /* open client connections */
+    uint64_t links_up;      /* neighbours with a live link */
+    uint64_t links_total;   /* neighbours configured */
+    uint64_t links_syncing; /* live links still receiving the neighbour's resync */
+    uint64_t requests;      /* client lines answered */
     uint64_t iamat;
     uint64_t whatsat;
     uint64_t invalid;    /* lines answered "? " */

@@ -399,7 +399,8 @@ class SupervisorTest(HerdTestCase):
         self.assertEqual(msgs[0]["port"], self.ports["Alpha"])
         hb = msgs[1]
         self.assertEqual(hb["type"], "heartbeat")
-        for key in ("clients", "connections", "links_up", "links_total", "requests"):
+        for key in ("clients", "connections", "links_up", "links_total", "links_syncing",
+                    "requests"):
             self.assertIn(key, hb)
         self.assertIn("places", hb)
         self.assertEqual(msgs[2]["type"], "heartbeat", "heartbeats keep coming")
