@@ -51,6 +51,11 @@ static void write_all(int fd, const char *p, size_t len)
     }
 }
 
+size_t log_buffered(void)
+{
+    return lg.used;
+}
+
 void log_flush(void)
 {
     if (lg.used == 0)

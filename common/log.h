@@ -1,7 +1,7 @@
 /*
  * log: one process-wide log file with UTC ISO-8601 millisecond timestamps and
- * levels. Lines are buffered in memory and written by log_flush(), which the
- * event loop calls every iteration and a 100 ms timer backs up; log_reopen()
+ * levels. Lines are buffered in memory and written by log_flush(), which a
+ * worker calls at most every 20 ms (or at 32 KiB; see worker/server.c); log_reopen()
  * flushes, then reopens the path so logrotate's create + reopen loses nothing.
  */
 #ifndef HERD_LOG_H
@@ -32,6 +32,9 @@ void log_own_stderr(void);
 
 /* Writes every buffered line out. */
 void log_flush(void);
+
+/* Bytes buffered and not yet written. */
+size_t log_buffered(void);
 
 void log_set_level(enum log_level level);
 int log_enabled(enum log_level level);

@@ -18,6 +18,11 @@
 
 #define READ_CHUNK ((size_t)64 * 1024)
 #define OUT_KEEP   ((size_t)16 * 1024) /* output buffer kept once drained */
+/* The log is written at most every LOG_DELAY seconds, or when LOG_BATCH bytes
+ * wait: a write(2) to a file may stall on the disk, and one per loop
+ * iteration put those stalls on the flood path (docs/bench.md, S3). */
+#define LOG_DELAY 0.02
+#define LOG_BATCH ((size_t)32 * 1024)
 
 struct server {
     struct worker *w;
@@ -26,6 +31,8 @@ struct server {
     ev_io lio;
     ev_timer accept_pause; /* after EMFILE: retry accepting later */
     ev_prepare prep;
+    ev_timer log_timer;       /* writes the log within LOG_DELAY when idle */
+    ev_tstamp log_written;    /* when the log was last written */
     struct conn *conns;       /* every open or closing conn */
     struct conn *dirty;       /* client conns with output or input to process */
     struct conn *dirty_links; /* the same for links, written first */
@@ -348,6 +355,32 @@ static void on_accept_pause(struct ev_loop *loop, ev_timer *t, int revents)
         ev_io_start(loop, &srv->lio);
 }
 
+static void on_log_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct server *srv = t->data;
+    (void)revents;
+    log_flush();
+    srv->log_written = ev_now(loop);
+}
+
+/* Writes the log when enough waits or it has waited LOG_DELAY; otherwise
+ * makes sure a timer will, so an idle worker's lines still reach the file. */
+static void flush_log(struct server *srv)
+{
+    struct ev_loop *loop = srv->w->loop;
+    size_t n = log_buffered();
+    if (n == 0)
+        return;
+    if (n >= LOG_BATCH || ev_now(loop) - srv->log_written >= LOG_DELAY) {
+        ev_timer_stop(loop, &srv->log_timer);
+        log_flush();
+        srv->log_written = ev_now(loop);
+    } else if (!ev_is_active(&srv->log_timer)) {
+        ev_timer_set(&srv->log_timer, LOG_DELAY, 0.);
+        ev_timer_start(loop, &srv->log_timer);
+    }
+}
+
 /* Once per iteration, before the loop blocks: write out, then free. */
 static void on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
 {
@@ -381,7 +414,7 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
         buf_free(&c->out);
         free(c);
     }
-    log_flush();
+    flush_log(srv);
 }
 
 struct server *server_new(struct worker *w, const struct conn_ops *client_ops, char *err,
@@ -405,6 +438,8 @@ struct server *server_new(struct worker *w, const struct conn_ops *client_ops, c
     ev_io_start(w->loop, &srv->lio);
     ev_timer_init(&srv->accept_pause, on_accept_pause, 0.1, 0.);
     srv->accept_pause.data = srv;
+    ev_init(&srv->log_timer, on_log_timer);
+    srv->log_timer.data = srv;
     ev_prepare_init(&srv->prep, on_prepare);
     srv->prep.data = srv;
     ev_prepare_start(w->loop, &srv->prep);
@@ -438,6 +473,8 @@ void server_free(struct server *srv)
     srv->dirty = srv->dirty_links = NULL;
     on_prepare(srv->w->loop, &srv->prep, 0);
     ev_prepare_stop(srv->w->loop, &srv->prep);
+    ev_timer_stop(srv->w->loop, &srv->log_timer);
+    log_flush();
     the_server = NULL;
     free(srv);
 }

@@ -297,6 +297,12 @@ class HerdTestCase(unittest.TestCase):
         with open(self.path("log", name + ".log"), errors="replace") as f:
             return f.read()
 
+    def wait_log(self, name, text, timeout=2.0):
+        """The worker's log once it holds TEXT (workers write their log in
+        batches, up to 20 ms late)."""
+        return wait_for(lambda: (lambda t: text in t and t)(self.log_text(name)), timeout,
+                        what="%r in %s.log" % (text, name))
+
     def rss_kb(self, pid):
         with open("/proc/%d/status" % pid) as f:
             for line in f:

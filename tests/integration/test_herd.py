@@ -276,8 +276,9 @@ class TestRecovery(HerdCase):
         for i in range(300):
             for n in names:
                 self.assertIsNotNone(self.at_line(ports[n], "k%d" % i), (n, i))
-        beta = self.log_text("Beta")
-        self.assertRegex(beta, r"resync from (Alpha|Gamma): 150 records \(150 new\)")
+        pat = re.compile(r"resync from (Alpha|Gamma): 150 records \(150 new\)")
+        beta = wait_for(lambda: (lambda t: pat.search(t) and t)(self.log_text("Beta")), 2,
+                        what="Beta's resync summary")
         self.assertNotRegex(beta, r'link \S+ (in|out) "AT \S+ \S+ k\d+ ',
                             "resync and relayed records are logged as summaries")
 
@@ -314,7 +315,7 @@ class TestBackPressure(HerdCase):
         reader.join(5)
         wait_for(lambda: re.search(r"link Alice dropped after .*: output over limit",
                                    self.log_text("Bob")), 5, what="link dropped")
-        self.assertIn("output over limit", self.log_text("Bob"))
+        self.wait_log("Bob", "output over limit")
         self.assertIsNone(bob.poll())
         self.assertLess(self.rss_kb(bob.pid) - rss0, 32 * 1024 * RSS_SLACK, "RSS stays bounded")
         # Still serving clients.
@@ -363,7 +364,7 @@ class TestSecret(HerdCase):
         self.assertIsNone(bad.recv_line())
         nosecret = self.fake(ports["Bob"], "Alice", "Bob", secret=None)
         self.assertTrue(nosecret.handshake().startswith("HERD/1 REFUSED no proof"))
-        self.assertIn("handshake refused: wrong secret", self.log_text("Bob"))
+        self.wait_log("Bob", "handshake refused: wrong secret")
         good = self.fake(ports["Bob"], "Alice", "Bob", secret=self.SECRET)
         self.assertEqual(good.handshake(), good.expected_ok, "the worker proves it too")
         good.send("AT Alice +0.000000001 kiwi %s %d.0" % (LOC, T0))
@@ -425,4 +426,4 @@ class TestSecret(HerdCase):
         g = self.fake(ports["Bob"], "Alice", "Bob")
         g.send("HERD/2 HELLO Alice Bob " + "ab" * 16)
         self.assertTrue(g.recv_line().startswith("HERD/1 REFUSED unsupported version"))
-        self.assertIn("handshake refused", self.log_text("Bob"))
+        self.wait_log("Bob", "handshake refused")
