@@ -47,17 +47,12 @@ static unsigned digit_val(char c)
     return (unsigned)(c - '0');
 }
 
-/*
- * Splits LINE into at most MAX_FIELDS + 1 fields; stopping there is enough to
- * know the line has too many. Returns the field count, or -1 when a field is
- * longer than PROTO_FIELD_MAX (the line is invalid whatever else it holds).
- */
-static int split_fields(const char *line, size_t len, struct proto_str *f)
+int proto_split(const char *line, size_t len, struct proto_str *f, int max, size_t field_max)
 {
     int n = 0;
     size_t i = 0;
 
-    while (n <= MAX_FIELDS) {
+    while (n < max) {
         while (i < len && is_white((unsigned char)line[i]))
             i++;
         if (i == len)
@@ -65,13 +60,22 @@ static int split_fields(const char *line, size_t len, struct proto_str *f)
         size_t start = i;
         while (i < len && !is_white((unsigned char)line[i]))
             i++;
-        if (i - start > PROTO_FIELD_MAX)
+        if (i - start > field_max)
             return -1;
         f[n].p = line + start;
         f[n].len = i - start;
         n++;
     }
     return n;
+}
+
+/*
+ * At most MAX_FIELDS + 1 fields: stopping there is enough to know the line
+ * has too many. A field over PROTO_FIELD_MAX makes the line invalid.
+ */
+static int split_fields(const char *line, size_t len, struct proto_str *f)
+{
+    return proto_split(line, len, f, MAX_FIELDS + 1, PROTO_FIELD_MAX);
 }
 
 static int field_is(struct proto_str f, const char *word)

@@ -55,6 +55,13 @@ struct proto_msg {
  */
 enum proto_kind proto_parse(const char *line, size_t len, struct proto_msg *msg);
 
+/*
+ * Splits LINE at SPEC §4 white space into at most MAX fields (F holds MAX);
+ * returns the count (MAX means "MAX or more"), or -1 when a field is longer
+ * than FIELD_MAX. Shared by the client and the neighbour-link parsers.
+ */
+int proto_split(const char *line, size_t len, struct proto_str *f, int max, size_t field_max);
+
 /* Parses "SECONDS[.FRACTION]" (0..9 fraction digits, at most 18 integer digits). */
 int proto_parse_time(const char *s, size_t len, struct proto_time *t);
 

@@ -6,6 +6,7 @@
  */
 #include "link_proto.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #define MAX_FIELDS 6 /* version, verb, up to three arguments, one more to catch excess */
@@ -72,25 +73,11 @@ static int count_ok(struct proto_str f, uint64_t *out)
     return 1;
 }
 
-/* Splits into at most MAX_FIELDS fields; returns the count (MAX_FIELDS means
- * "that many or more"). */
+/* At most MAX_FIELDS fields (MAX_FIELDS means "that many or more"); a link's
+ * lines are bounded by LINK_MAX_LINE, so no field limit of its own. */
 static int split(const char *line, size_t len, struct proto_str *f)
 {
-    int n = 0;
-    size_t i = 0;
-    while (n < MAX_FIELDS) {
-        while (i < len && is_white((unsigned char)line[i]))
-            i++;
-        if (i == len)
-            break;
-        size_t start = i;
-        while (i < len && !is_white((unsigned char)line[i]))
-            i++;
-        f[n].p = line + start;
-        f[n].len = i - start;
-        n++;
-    }
-    return n;
+    return proto_split(line, len, f, MAX_FIELDS, SIZE_MAX);
 }
 
 /* The rest of the line after field F, without surrounding white space. */
