@@ -231,6 +231,8 @@ void cfg_free(struct cfg_herd *h)
     free(h->node);
     free(h->secret);
     free(h->places_url);
+    free(h->places_fields);
+    free(h->state_dir);
     free(h->places_key_file);
     free(h);
 }

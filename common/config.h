@@ -12,6 +12,9 @@
 
 enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
+/* places_api = new | legacy: which Google API answers WHATSAT (SPEC §4). */
+enum cfg_places_api { CFG_PLACES_NEW = 0, CFG_PLACES_LEGACY };
+
 struct cfg_server {
     char *name;    /* owned; non-empty, no white space */
     char *host;    /* owned; listen and dial address, default 127.0.0.1 */
@@ -37,6 +40,16 @@ struct cfg_herd {
     size_t client_output_max; /* bytes queued to one client before it is closed (1 MiB) */
     double idle_timeout;      /* seconds a client may stay silent (300) */
     size_t max_clients;       /* distinct client IDs stored per worker (10 000 000) */
+    double client_ttl; /* a record lives this long after its origin got it; 0: forever (24h) */
+    size_t max_store_memory; /* bytes of records + index per worker before eviction (1 GiB) */
+    double stop_drain;       /* graceful stop: at most this long to write what is owed (1) */
+
+    /* persistence */
+    char *state_dir;          /* owned; absolute; NULL: no snapshots */
+    double snapshot_interval; /* seconds between snapshots when changed (10) */
+
+    /* logs */
+    double log_link_summary; /* seconds between per-link traffic summaries at info (10) */
 
     /* links */
     size_t link_queue_max;     /* bytes queued to one neighbour before the link drops (64 MiB) */
@@ -46,12 +59,16 @@ struct cfg_herd {
     double link_timeout;       /* silence that kills a link (5) */
 
     /* places */
-    char *places_url;              /* owned */
-    char *places_key_file;         /* owned; absolute; NULL when not set */
-    double places_timeout;         /* seconds (5) */
-    double places_cache_ttl;       /* seconds, 0 disables the cache (60) */
-    size_t places_cache_entries;   /* (10000) */
-    size_t places_max_connections; /* upstream connections (8) */
+    enum cfg_places_api places_api; /* places_api = new | legacy (new) */
+    char *places_url;               /* owned; default: the chosen API's endpoint */
+    char *places_fields;            /* owned; X-Goog-FieldMask of the New API */
+    size_t places_max_rate;         /* upstream requests per second per worker, 0: no cap (5) */
+    size_t places_max_per_day;      /* upstream requests per UTC day per worker, 0: no cap */
+    char *places_key_file;          /* owned; absolute; NULL when not set */
+    double places_timeout;          /* seconds (5) */
+    double places_cache_ttl;        /* seconds, 0 disables the cache (60) */
+    size_t places_cache_entries;    /* (10000) */
+    size_t places_max_connections;  /* upstream connections (8) */
     size_t places_max_pending; /* distinct questions in flight before new ones fail fast (256) */
     size_t places_max_body;    /* bytes (4 MiB) */
 

@@ -14,7 +14,7 @@
 
 #include "config.h"
 
-#define CFGI_NKEYS 29 /* keys of [herd], see config_keys.c */
+#define CFGI_NKEYS 39 /* keys of [herd], see config_keys.c */
 
 enum cfgi_sec { CFGI_SEC_NONE, CFGI_SEC_HERD, CFGI_SEC_SERVER };
 
@@ -75,6 +75,12 @@ const char *cfgv_port(const char *s, uint16_t *out);
 
 /* error|warn|info|debug (case-insensitive; "warning" too). */
 const char *cfgv_level(const char *s, enum log_level *out);
+
+/* new|legacy (case-insensitive). */
+const char *cfgv_places_api(const char *s, enum cfg_places_api *out);
+
+/* Printable ASCII, no control bytes (a field mask, say). Nonzero when valid. */
+int cfgv_text_ok(const char *s);
 
 /* Server and node names: 1..64 of [A-Za-z0-9_.-]. Nonzero when valid. */
 int cfgv_name_ok(const char *s);

@@ -11,9 +11,15 @@
 
 #include "config_internal.h"
 
-#define DEFAULT_PLACES_URL "https://maps.googleapis.com/maps/api/place/nearbysearch/json"
+#define DEFAULT_PLACES_URL_LEGACY "https://maps.googleapis.com/maps/api/place/nearbysearch/json"
+#define DEFAULT_PLACES_URL_NEW    "https://places.googleapis.com/v1/places:searchNearby"
+/* The fields the legacy reply shape needs, all in the Nearby Search Pro SKU. */
+#define DEFAULT_PLACES_FIELDS                                                                      \
+    "places.id,places.displayName,places.location,places.viewport,"                                \
+    "places.shortFormattedAddress,places.types,places.businessStatus,places.plusCode,"             \
+    "places.iconMaskBaseUri,places.iconBackgroundColor"
 
-enum ktype { K_PATH, K_NAME, K_SECRET, K_URL, K_LEVEL, K_DUR, K_SIZE, K_COUNT };
+enum ktype { K_PATH, K_NAME, K_SECRET, K_URL, K_TEXT, K_LEVEL, K_API, K_DUR, K_SIZE, K_COUNT };
 
 struct hkey {
     const char *name;
@@ -36,7 +42,11 @@ static const struct hkey hkeys[] = {
     {"node", K_NAME, OFF(node), 0, 0, 0},
     {"log_level", K_LEVEL, OFF(log_level), 0, 0, 0},
     {"secret", K_SECRET, OFF(secret), 0, 0, 0},
+    {"places_api", K_API, OFF(places_api), 0, 0, 0},
     {"places_url", K_URL, OFF(places_url), 0, 0, 0},
+    {"places_fields", K_TEXT, OFF(places_fields), 0, 0, 0},
+    {"places_max_rate", K_COUNT, OFF(places_max_rate), 5, 0, 100000},
+    {"places_max_per_day", K_COUNT, OFF(places_max_per_day), 0, 0, 1000000000},
     {"places_key_file", K_PATH, OFF(places_key_file), 0, 0, 0},
     {"places_timeout", K_DUR, OFF(places_timeout), 5, MS, HOUR},
     {"places_cache_ttl", K_DUR, OFF(places_cache_ttl), 60, 0, 30 * DAY},
@@ -47,6 +57,12 @@ static const struct hkey hkeys[] = {
     {"max_line_length", K_SIZE, OFF(max_line), 4096, 256, 1048576},
     {"max_connections", K_COUNT, OFF(max_connections), 10000, 1, 1000000},
     {"max_clients", K_COUNT, OFF(max_clients), 10000000, 1, 1000000000},
+    {"client_ttl", K_DUR, OFF(client_ttl), DAY, 0, 3650 * DAY},
+    {"max_store_memory", K_SIZE, OFF(max_store_memory), 1024 * MIB, MIB, 1024 * 1024 * MIB},
+    {"stop_drain", K_DUR, OFF(stop_drain), 1, 0, HOUR},
+    {"state_dir", K_PATH, OFF(state_dir), 0, 0, 0},
+    {"snapshot_interval", K_DUR, OFF(snapshot_interval), 10, 100 * MS, DAY},
+    {"log_link_summary", K_DUR, OFF(log_link_summary), 10, 100 * MS, DAY},
     {"client_output_max", K_SIZE, OFF(client_output_max), MIB, KIB, 1024 * MIB},
     {"idle_timeout", K_DUR, OFF(idle_timeout), 300, MS, 30 * DAY},
     {"link_queue_max", K_SIZE, OFF(link_queue_max), 64 * MIB, 4 * KIB, 1024 * MIB},
@@ -147,6 +163,8 @@ static const char *string_value(struct cfgi_state *st, const struct hkey *k, con
         return "1 to 64 of A-Z a-z 0-9 _ . -";
     if (k->type == K_URL && !cfgv_url_ok(v))
         return "must be an http:// or https:// URL without white space";
+    if (k->type == K_TEXT && !cfgv_text_ok(v))
+        return "printable characters only";
     *out = k->type == K_PATH ? cfgv_resolve(st->h->dir, v) : strdup(v);
     return NULL;
 }
@@ -159,6 +177,8 @@ static void set_herd_value(struct cfgi_state *st, const struct hkey *k, const ch
 
     if (k->type == K_LEVEL)
         bad = cfgv_level(v, &st->h->log_level);
+    else if (k->type == K_API)
+        bad = cfgv_places_api(v, &st->h->places_api);
     else if (k->type == K_DUR || k->type == K_SIZE || k->type == K_COUNT)
         bad = set_number(st->h, k, v, why, sizeof why);
     else
@@ -167,7 +187,8 @@ static void set_herd_value(struct cfgi_state *st, const struct hkey *k, const ch
         bad_value(st, k->name, v, bad);
         return;
     }
-    if (k->type == K_LEVEL || k->type == K_DUR || k->type == K_SIZE || k->type == K_COUNT)
+    if (k->type == K_LEVEL || k->type == K_API || k->type == K_DUR || k->type == K_SIZE ||
+        k->type == K_COUNT)
         return;
     if (!s) {
         cfgi_fail(st, 0, "out of memory");
@@ -345,8 +366,11 @@ void cfgi_finish_herd(struct cfgi_state *st)
     if (!h->run_dir)
         h->run_dir = cfgv_resolve(h->dir, "run");
     if (!h->places_url)
-        h->places_url = strdup(DEFAULT_PLACES_URL);
-    if (!h->log_dir || !h->run_dir || !h->places_url) {
+        h->places_url = strdup(h->places_api == CFG_PLACES_LEGACY ? DEFAULT_PLACES_URL_LEGACY
+                                                                  : DEFAULT_PLACES_URL_NEW);
+    if (!h->places_fields)
+        h->places_fields = strdup(DEFAULT_PLACES_FIELDS);
+    if (!h->log_dir || !h->run_dir || !h->places_url || !h->places_fields) {
         cfgi_fail(st, 0, "out of memory");
         return;
     }

@@ -138,6 +138,25 @@ const char *cfgv_level(const char *s, enum log_level *out)
     return "must be error, warn, info or debug";
 }
 
+const char *cfgv_places_api(const char *s, enum cfg_places_api *out)
+{
+    if (strcasecmp(s, "new") == 0)
+        *out = CFG_PLACES_NEW;
+    else if (strcasecmp(s, "legacy") == 0)
+        *out = CFG_PLACES_LEGACY;
+    else
+        return "must be new or legacy";
+    return NULL;
+}
+
+int cfgv_text_ok(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p < ' ' || *p >= 0x7f)
+            return 0;
+    return *s != '\0';
+}
+
 /* Nonzero when S has 1..MAX characters, all ASCII letters, digits or from EXTRA. */
 static int chars_ok(const char *s, size_t max, const char *extra)
 {

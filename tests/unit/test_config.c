@@ -164,7 +164,7 @@ static void test_defaults(void **state)
     assert_null(h->secret);
     assert_null(h->places_key_file);
     assert_string_equal(h->places_url,
-                        "https://maps.googleapis.com/maps/api/place/nearbysearch/json");
+                        "https://places.googleapis.com/v1/places:searchNearby");
     assert_int_equal(h->log_level, LOG_INFO);
     assert_int_equal(h->max_line, 4096);
     assert_int_equal(h->max_connections, 10000);
@@ -182,8 +182,39 @@ static void test_defaults(void **state)
     assert_true(h->heartbeat_interval == 1 && h->heartbeat_timeout == 5);
     assert_true(h->restart_backoff_min == 0.1 && h->restart_backoff_max == 30);
     assert_true(h->restart_reset_after == 10 && h->stop_timeout == 5);
+    /* round 2 */
+    assert_int_equal(h->places_api, CFG_PLACES_NEW);
+    assert_non_null(strstr(h->places_fields, "places.displayName"));
+    assert_int_equal(h->places_max_rate, 5);
+    assert_int_equal(h->places_max_per_day, 0);
+    assert_true(h->client_ttl == 86400 && h->stop_drain == 1);
+    assert_int_equal(h->max_store_memory, (size_t)1024 * 1024 * 1024);
+    assert_null(h->state_dir);
+    assert_true(h->snapshot_interval == 10 && h->log_link_summary == 10);
     free(log), free(run), free(path), free(dir);
     cfg_free(h);
+}
+
+static void test_places_api_and_urls(void **state)
+{
+    (void)state;
+    struct cfg_herd *h = load_ok("[herd]\nplaces_api = legacy\n[server A]\nport = 1\n");
+    assert_int_equal(h->places_api, CFG_PLACES_LEGACY);
+    assert_string_equal(h->places_url,
+                        "https://maps.googleapis.com/maps/api/place/nearbysearch/json");
+    cfg_free(h);
+    h = load_ok("[herd]\nplaces_api = NEW\nplaces_url = http://127.0.0.1:9/x\n"
+                "places_fields = places.id\nstate_dir = st\nclient_ttl = 0\n"
+                "[server A]\nport = 1\n");
+    assert_int_equal(h->places_api, CFG_PLACES_NEW);
+    assert_string_equal(h->places_url, "http://127.0.0.1:9/x");
+    assert_string_equal(h->places_fields, "places.id");
+    assert_non_null(h->state_dir);
+    assert_true(h->state_dir[0] == '/');
+    assert_true(h->client_ttl == 0);
+    cfg_free(h);
+    key_bad("places_api", "old");
+    key_bad("places_fields", "a\tb");
 }
 
 static void test_server_defaults(void **state)
@@ -840,6 +871,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_server_defaults),
+        cmocka_unit_test(test_places_api_and_urls),
         cmocka_unit_test(test_all_keys),
         cmocka_unit_test(test_layout_tolerance),
         cmocka_unit_test(test_log_levels),
