@@ -400,6 +400,36 @@ int proto_format_diff(struct proto_time now, struct proto_time client, char *buf
     return put_diff(neg, (uint64_t)(neg ? -sec : sec), (uint32_t)(neg ? -nsec : nsec), buf, size);
 }
 
+int proto_at_origin(const struct proto_msg *at, struct proto_time *origin)
+{
+    struct proto_time d;
+    struct proto_str f = at->diff;
+    /* valid_diff() held at parse time: a sign, digits, '.', 9 digits. */
+    if (f.len < 2 || proto_parse_time(f.p + 1, f.len - 1, &d) < 0 || !time_ok(at->t))
+        return -1;
+    int64_t sec;
+    int32_t nsec;
+    if (f.p[0] == '+') {
+        sec = at->t.sec + d.sec; /* both < 10^18: no overflow */
+        nsec = at->t.nsec + d.nsec;
+        if (nsec >= NSEC_PER_SEC) {
+            sec++;
+            nsec -= NSEC_PER_SEC;
+        }
+    } else {
+        sec = at->t.sec - d.sec;
+        nsec = at->t.nsec - d.nsec;
+        if (nsec < 0) {
+            sec--;
+            nsec += NSEC_PER_SEC;
+        }
+    }
+    if (sec < 0 || sec > 999999999999999999LL)
+        return -1;
+    *origin = (struct proto_time){sec, nsec};
+    return 0;
+}
+
 /*
  * Appends LEN bytes with memcpy rather than "%.*s": a client ID may hold a
  * NUL byte (SPEC §4: any non-white character), and it must be copied too.

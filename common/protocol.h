@@ -89,6 +89,15 @@ int proto_format_at(const char *server, const struct proto_msg *iamat, struct pr
                     char *buf, size_t size);
 
 /*
+ * The moment the origin server received the IAMAT behind an AT line: the
+ * client time plus the diff (exact integers), so every server of the herd
+ * derives the same instant from the line alone (SPEC §5 client records).
+ * AT must be a parsed PROTO_AT. Returns 0, or -1 when the sum is before the
+ * epoch or past 18 integer digits (only a forged diff can do that).
+ */
+int proto_at_origin(const struct proto_msg *at, struct proto_time *origin);
+
+/*
  * Writes the radius in metres as a decimal string ("10000", "1500.5") into
  * buf. Returns the length, or -1 when it does not fit.
  */

@@ -823,6 +823,30 @@ static void test_format_radius_m_too_small(void **state)
     assert_int_equal(proto_format_radius_m(10000000, buf, 0), -1);
 }
 
+static void test_at_origin(void **state)
+{
+    (void)state;
+    struct proto_msg m;
+    struct proto_time o;
+    const char *a = "AT Riley +0.263873386 kiwi +34.068930-118.445127 1621464827.959498503";
+    assert_int_equal(proto_parse(a, strlen(a), &m), PROTO_AT);
+    assert_int_equal(proto_at_origin(&m, &o), 0);
+    assert_true(o.sec == 1621464828 && o.nsec == 223371889);
+    const char *b = "AT Riley -5.500000000 kiwi +34.068930-118.445127 100.25";
+    assert_int_equal(proto_parse(b, strlen(b), &m), PROTO_AT);
+    assert_int_equal(proto_at_origin(&m, &o), 0);
+    assert_true(o.sec == 94 && o.nsec == 750000000);
+    const char *c = "AT Riley -200.000000000 kiwi +34.068930-118.445127 100";
+    assert_int_equal(proto_parse(c, strlen(c), &m), PROTO_AT);
+    assert_int_equal(proto_at_origin(&m, &o), -1); /* before the epoch */
+    /* A client whose clock is far ahead: the origin is still the receive time. */
+    const char *d = "AT Riley -999999998378535172.040501497 kiwi +34.068930-118.445127 "
+                    "999999999999999999.999999999";
+    assert_int_equal(proto_parse(d, strlen(d), &m), PROTO_AT);
+    assert_int_equal(proto_at_origin(&m, &o), 0);
+    assert_true(o.sec == 1621464827 && o.nsec == 959498502);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -880,6 +904,7 @@ int main(void)
         cmocka_unit_test(test_whatsat_bound_malformed),
         cmocka_unit_test(test_format_radius_m),
         cmocka_unit_test(test_format_radius_m_too_small),
+        cmocka_unit_test(test_at_origin),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
