@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mono.h"
+
 #define LOG_BUF_SIZE   ((size_t)256 * 1024)
 #define LOG_LINE_MAX   8192
 #define LOG_SHOWN_MAX  1024 /* bytes of a protocol line shown in the log */
@@ -68,7 +70,7 @@ void log_flush(void)
 
 static int open_path(const char *path)
 {
-    return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0644);
+    return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0640);
 }
 
 int log_open(const char *path, const char *tag, enum log_level level, int also_stderr)
@@ -255,4 +257,17 @@ void log_line(enum log_level level, const char *prefix, const char *line, size_t
     lg.used += n;
     if (level <= LOG_WARN && lg.fd < 0)
         log_flush();
+}
+
+int log_limit(struct log_limit *l, double interval, uint64_t *quiet)
+{
+    double now = mono_now();
+    if (now < l->next) {
+        l->held++;
+        return 0;
+    }
+    *quiet = l->held;
+    l->held = 0;
+    l->next = now + interval;
+    return 1;
 }

@@ -9,6 +9,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
 
@@ -49,6 +50,17 @@ void log_vmsg(enum log_level level, const char *fmt, va_list ap)
  * anything not printable), cut to a readable length with its full size said.
  */
 void log_line(enum log_level level, const char *prefix, const char *line, size_t len);
+
+/*
+ * A warning that a peer can trigger once per request is logged at most once
+ * per INTERVAL seconds: log_limit() says whether one may go out now and, when
+ * it may, how many were held back since the last (*QUIET). Zero-initialise.
+ */
+struct log_limit {
+    double next; /* monotonic: when the next one may go out */
+    uint64_t held;
+};
+int log_limit(struct log_limit *l, double interval, uint64_t *quiet);
 
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)

@@ -18,15 +18,14 @@
 
 #include "log.h"
 #include "net.h"
-#include "places.h"
-#include "worker.h"
 
 /* A heartbeat is ~400 bytes; more than this queued means the supervisor is
  * not reading (stopped, or busy), and a stale heartbeat is worth nothing. */
 #define CHAN_OUT_MAX 16384
 
 struct chan {
-    struct worker *w;
+    struct ev_loop *loop;
+    struct chan_hooks hooks;
     int fd;
     int closed;       /* EOF or a write error seen: the worker stops */
     ev_io rio;        /* input: EOF detection */
@@ -42,11 +41,12 @@ static void chan_closed(struct chan *c, const char *why)
     if (c->closed)
         return;
     c->closed = 1;
-    ev_io_stop(c->w->loop, &c->rio);
-    ev_io_stop(c->w->loop, &c->wio);
-    ev_timer_stop(c->w->loop, &c->hb);
+    ev_io_stop(c->loop, &c->rio);
+    ev_io_stop(c->loop, &c->wio);
+    ev_timer_stop(c->loop, &c->hb);
     log_warn("supervisor channel %s: stopping", why);
-    worker_stop(c->w, "supervisor channel closed");
+    if (c->hooks.on_eof)
+        c->hooks.on_eof(c->hooks.arg);
 }
 
 static void chan_flush(struct chan *c)
@@ -66,9 +66,9 @@ static void chan_flush(struct chan *c)
         c->outlen -= (size_t)n;
     }
     if (c->outlen > 0)
-        ev_io_start(c->w->loop, &c->wio);
+        ev_io_start(c->loop, &c->wio);
     else
-        ev_io_stop(c->w->loop, &c->wio);
+        ev_io_stop(c->loop, &c->wio);
 }
 
 /* Queues OBJ as one line and takes ownership of it. */
@@ -99,27 +99,28 @@ static void add_u64(json_object *obj, const char *key, uint64_t v)
     json_object_object_add(obj, key, json_object_new_int64((int64_t)v));
 }
 
-static json_object *places_json(const struct places *pl)
+static json_object *places_json(const struct chan_stats *st)
 {
-    struct places_stats ps;
     json_object *o = json_object_new_object();
 
-    memset(&ps, 0, sizeof(ps));
-    if (pl != NULL)
-        places_get_stats(pl, &ps);
-    add_u64(o, "upstream", ps.upstream);
-    add_u64(o, "hits", ps.hits);
-    add_u64(o, "coalesced", ps.coalesced);
-    add_u64(o, "errors", ps.errors);
-    add_u64(o, "in_flight", ps.in_flight);
-    add_u64(o, "cached", ps.cached);
+    add_u64(o, "upstream", st->places.upstream);
+    add_u64(o, "hits", st->places.hits);
+    add_u64(o, "coalesced", st->places.coalesced);
+    add_u64(o, "errors", st->places.errors);
+    add_u64(o, "in_flight", st->places.in_flight);
+    add_u64(o, "cached", st->places.cached);
     return o;
 }
 
 static json_object *heartbeat_json(struct chan *c)
 {
-    const struct worker_stats *st = worker_stats(c->w);
+    struct chan_stats stats;
+    const struct chan_stats *st = &stats;
     json_object *o = json_object_new_object();
+
+    memset(&stats, 0, sizeof stats);
+    if (c->hooks.stats)
+        c->hooks.stats(c->hooks.arg, &stats);
 
     json_object_object_add(o, "type", json_object_new_string("heartbeat"));
     add_u64(o, "pid", (uint64_t)getpid());
@@ -135,7 +136,7 @@ static json_object *heartbeat_json(struct chan *c)
     add_u64(o, "floods_in", st->floods_in);
     add_u64(o, "floods_out", st->floods_out);
     add_u64(o, "dropped", c->dropped);
-    json_object_object_add(o, "places", places_json(c->w->places));
+    json_object_object_add(o, "places", places_json(st));
     return o;
 }
 
@@ -145,7 +146,7 @@ void chan_heartbeat(struct chan *c)
         chan_send(c, heartbeat_json(c));
 }
 
-void chan_ready(struct chan *c)
+void chan_ready(struct chan *c, const char *name, unsigned port)
 {
     json_object *o;
 
@@ -154,8 +155,8 @@ void chan_ready(struct chan *c)
     o = json_object_new_object();
     json_object_object_add(o, "type", json_object_new_string("ready"));
     add_u64(o, "pid", (uint64_t)getpid());
-    add_u64(o, "port", c->w->self->port);
-    json_object_object_add(o, "name", json_object_new_string(c->w->self->name));
+    add_u64(o, "port", port);
+    json_object_object_add(o, "name", json_object_new_string(name));
     chan_send(c, o);
     chan_heartbeat(c);
 }
@@ -197,11 +198,13 @@ static void chan_hb_cb(struct ev_loop *loop, ev_timer *t, int revents)
     chan_heartbeat(t->data);
 }
 
-struct chan *chan_open(struct worker *w, int fd, char *err, size_t errlen)
+struct chan *chan_open(struct ev_loop *loop, int fd, double every, const struct chan_hooks *hooks,
+                       char *err, size_t errlen)
 {
     struct chan *c;
-    double every = w->cfg->heartbeat_interval > 0 ? w->cfg->heartbeat_interval : 1.0;
 
+    if (every <= 0)
+        every = 1.0;
     /* A bad fd number fails here (EBADF); a non-socket fails the first send. */
     if (net_set_nonblock(fd) != 0 || net_set_cloexec(fd, 1) != 0) {
         snprintf(err, errlen, "channel fd %d: %s", fd, strerror(errno));
@@ -212,14 +215,15 @@ struct chan *chan_open(struct worker *w, int fd, char *err, size_t errlen)
         snprintf(err, errlen, "channel: out of memory");
         return NULL;
     }
-    c->w = w;
+    c->loop = loop;
+    c->hooks = *hooks;
     c->fd = fd;
     ev_io_init(&c->rio, chan_read_cb, fd, EV_READ);
     ev_io_init(&c->wio, chan_write_cb, fd, EV_WRITE);
     ev_timer_init(&c->hb, chan_hb_cb, every, every);
     c->rio.data = c->wio.data = c->hb.data = c;
-    ev_io_start(w->loop, &c->rio);
-    ev_timer_start(w->loop, &c->hb);
+    ev_io_start(loop, &c->rio);
+    ev_timer_start(loop, &c->hb);
     return c;
 }
 
@@ -227,9 +231,9 @@ void chan_free(struct chan *c)
 {
     if (c == NULL)
         return;
-    ev_io_stop(c->w->loop, &c->rio);
-    ev_io_stop(c->w->loop, &c->wio);
-    ev_timer_stop(c->w->loop, &c->hb);
+    ev_io_stop(c->loop, &c->rio);
+    ev_io_stop(c->loop, &c->wio);
+    ev_timer_stop(c->loop, &c->hb);
     close(c->fd);
     free(c);
 }

@@ -2,28 +2,56 @@
  * chan: the worker's end of its supervisor channel (docs/control-protocol.md).
  * Sends {"type":"ready"} once the worker listens and a heartbeat with its
  * counters every heartbeat_interval; EOF on the channel means the supervisor
- * is gone, and the worker stops.
+ * is gone, and the worker stops. Knows nothing of the worker's modules: the
+ * counters come from a callback, the stop goes out through another.
  */
 #ifndef HERD_CHAN_H
 #define HERD_CHAN_H
 
+#include <ev.h>
 #include <stddef.h>
+#include <stdint.h>
 
-struct worker;
 struct chan;
+
+/* What a heartbeat carries. */
+struct chan_stats {
+    uint64_t clients;       /* client records stored */
+    uint64_t connections;   /* open client connections */
+    uint64_t links_up;      /* neighbours with a live link */
+    uint64_t links_total;   /* neighbours configured */
+    uint64_t links_syncing; /* live links still receiving the neighbour's resync */
+    uint64_t requests;      /* client lines answered */
+    uint64_t iamat;
+    uint64_t whatsat;
+    uint64_t invalid;    /* lines answered "? " */
+    uint64_t floods_in;  /* AT lines received on links */
+    uint64_t floods_out; /* AT lines sent on links */
+    struct {
+        uint64_t upstream, hits, coalesced, errors, in_flight, cached;
+    } places;
+};
+
+struct chan_hooks {
+    void (*stats)(void *arg, struct chan_stats *st); /* fill ST now */
+    void (*on_eof)(void *arg);                       /* the supervisor is gone: stop */
+    void *arg;
+};
 
 /*
  * Takes over FD (the supervisor passes 3): makes it non-blocking, watches it
- * for EOF and starts the heartbeat timer on w->loop. Heartbeats begin when the
- * loop runs, so W's modules must be set up by then. Returns NULL and the
- * reason in ERR when FD is not a usable socket. The caller owns the result.
+ * for EOF and starts the heartbeat timer (every EVERY seconds) on LOOP.
+ * Returns NULL and the reason in ERR when FD is not a usable socket. The
+ * caller owns the result.
  */
-struct chan *chan_open(struct worker *w, int fd, char *err, size_t errlen);
+struct chan *chan_open(struct ev_loop *loop, int fd, double every, const struct chan_hooks *hooks,
+                       char *err, size_t errlen);
 
-/* The worker listens now: tells the supervisor, with a first heartbeat. */
-void chan_ready(struct chan *c);
+/* The worker NAME listens on PORT now: tells the supervisor, with a first
+ * heartbeat. */
+void chan_ready(struct chan *c, const char *name, unsigned port);
 
-/* Sends a heartbeat now (also sent every heartbeat_interval). */
+/* Sends a heartbeat now (also sent every heartbeat_interval). NULL is fine. */
 void chan_heartbeat(struct chan *c);
 
 /* Stops the watchers and closes the channel. NULL is fine. */

@@ -2,10 +2,13 @@
  * client: the client protocol on a conn. Each request takes its turn in the
  * conn's reply queue only while an earlier WHATSAT is still waiting on
  * Places; otherwise replies go straight to the output buffer. A conn with
- * too many replies waiting stops being read until they drain.
+ * too many replies waiting stops being read until they drain. When its input
+ * ends (EOF, an over-long line, a stopping worker) the conn drains once the
+ * queue is empty, so every reply owed is written.
  */
 #include "client.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,13 +19,48 @@
 #include "places.h"
 #include "protocol.h"
 #include "store.h"
-#include "worker.h"
 
 #define SLOTS_PAUSE  64 /* replies waiting before a conn stops being read */
 #define SLOTS_RESUME 16
 
 /* Stands for "asked, not answered yet" until places_query returns a handle. */
 static struct places_req *const REQ_ASKING = (struct places_req *)&REQ_ASKING;
+
+/* A reply waiting for its turn behind a WHATSAT that waits on Places. */
+struct slot {
+    struct slot *next;
+    struct conn *conn;
+    struct places_req *req; /* non-NULL while Places has not answered */
+    char *data;             /* owned; the reply once known */
+    size_t len;
+};
+
+/* One client conn's state (conn->ud), made when first needed; freed in
+ * client_close or when the conn turns out to be a neighbour. */
+struct client {
+    struct slot *head, *tail;
+    unsigned nslots;
+    unsigned done : 1; /* input ended: drain once the queue is empty */
+};
+
+static struct client_ctx *ctx_of(const struct conn *c)
+{
+    return c->ctx;
+}
+
+static struct client *client_of(struct conn *c)
+{
+    if (c->ud == NULL)
+        c->ud = calloc(1, sizeof(struct client));
+    return c->ud;
+}
+
+/* Nonzero while a reply waits in C's queue. */
+static int queued(const struct conn *c)
+{
+    const struct client *cl = c->ud;
+    return cl != NULL && cl->head != NULL;
+}
 
 static void log_io(const struct conn *c, const char *dir, const char *data, size_t len)
 {
@@ -41,15 +79,24 @@ static void log_io(const struct conn *c, const char *dir, const char *data, size
     log_line(LOG_INFO, prefix, data, len);
 }
 
+/* Input has ended and nothing is owed any more: write out, then close. */
+static void maybe_done(struct conn *c)
+{
+    const struct client *cl = c->ud;
+    if (cl != NULL && cl->done && cl->head == NULL)
+        conn_drain(c, "every reply written");
+}
+
 /* Sends every finished reply at the head of the queue. */
 static void flush_slots(struct conn *c)
 {
-    while (c->slot_head && c->slot_head->req == NULL) {
-        struct conn_slot *s = c->slot_head;
-        c->slot_head = s->next;
-        if (c->slot_head == NULL)
-            c->slot_tail = NULL;
-        c->nslots--;
+    struct client *cl = c->ud;
+    while (cl->head && cl->head->req == NULL) {
+        struct slot *s = cl->head;
+        cl->head = s->next;
+        if (cl->head == NULL)
+            cl->tail = NULL;
+        cl->nslots--;
         log_io(c, "out", s->data, s->len);
         conn_send(c, s->data, s->len);
         free(s->data);
@@ -57,22 +104,24 @@ static void flush_slots(struct conn *c)
         if (c->state == CONN_CLOSED)
             return;
     }
-    if (c->nslots <= SLOTS_RESUME)
+    if (cl->nslots <= SLOTS_RESUME)
         conn_pause(c, 0);
+    maybe_done(c);
 }
 
-static struct conn_slot *slot_push(struct conn *c)
+static struct slot *slot_push(struct conn *c)
 {
-    struct conn_slot *s = calloc(1, sizeof *s);
+    struct client *cl = client_of(c);
+    struct slot *s = cl ? calloc(1, sizeof *s) : NULL;
     if (s == NULL)
         return NULL;
     s->conn = c;
-    if (c->slot_tail)
-        c->slot_tail->next = s;
+    if (cl->tail)
+        cl->tail->next = s;
     else
-        c->slot_head = s;
-    c->slot_tail = s;
-    if (++c->nslots >= SLOTS_PAUSE)
+        cl->head = s;
+    cl->tail = s;
+    if (++cl->nslots >= SLOTS_PAUSE)
         conn_pause(c, 1);
     return s;
 }
@@ -80,13 +129,13 @@ static struct conn_slot *slot_push(struct conn *c)
 /* Queues one reply; REPLY is copied when it must wait its turn. */
 static void reply(struct conn *c, const char *data, size_t len)
 {
-    if (c->slot_head == NULL) {
+    if (!queued(c)) {
         log_io(c, "out", data, len);
         conn_send(c, data, len);
         return;
     }
     char *copy = malloc(len);
-    struct conn_slot *s = copy ? slot_push(c) : NULL;
+    struct slot *s = copy ? slot_push(c) : NULL;
     if (s == NULL) {
         free(copy);
         conn_close(c, "out of memory");
@@ -118,8 +167,22 @@ static void reply_invalid(struct conn *c, const char *line, size_t len)
 {
     if (len > 0 && line[len - 1] == '\r') /* the copy is "without its \r\n" */
         len--;
-    worker_self->stats.invalid++;
+    ctx_of(c)->stats.invalid++;
     reply_question(c, line, len);
+}
+
+/* An update the store could not keep (errno says why; the client hears "? "). */
+static void store_failed(struct client_ctx *x, struct proto_str id)
+{
+    int err = errno;
+    uint64_t quiet;
+    if (!log_limit(&x->store_warn, 1.0, &quiet))
+        return;
+    char prefix[192];
+    snprintf(prefix, sizeof prefix,
+             "store: update not kept (%s; %llu more since the last warning) for client",
+             err == ENOSPC ? "max_clients reached" : strerror(err), (unsigned long long)quiet);
+    log_line(LOG_WARN, prefix, id.p, id.len);
 }
 
 static struct proto_time now_exact(void)
@@ -132,33 +195,33 @@ static struct proto_time now_exact(void)
 static void handle_iamat(struct conn *c, const struct proto_msg *m, struct proto_time now,
                          const char *line, size_t len)
 {
-    struct worker *w = worker_self;
+    struct client_ctx *x = ctx_of(c);
     char at[PROTO_AT_MAX + 1];
-    int n = proto_format_at(w->self->name, m, now, at, sizeof at - 1);
+    int n = proto_format_at(x->self, m, now, at, sizeof at - 1);
     if (n < 0) {
         conn_close(c, "AT line too long");
         return;
     }
-    w->stats.iamat++;
+    x->stats.iamat++;
     /* The client ID sits just before " LOC TIME" at the end of the AT line. */
     size_t tail = m->id.len + 1 + m->loc.len + 1 + m->time.len;
     struct proto_str id = {at + (size_t)n - tail, m->id.len};
     const struct store_rec *rec;
-    int rc = store_put(w->store, id, m->t, at, (size_t)n, &rec);
+    int rc = store_put(x->store, id, m->t, at, (size_t)n, &rec);
     if (rc < 0) { /* not kept: the client must not believe it was */
-        worker_store_failed(w, m->id.p, m->id.len);
+        store_failed(x, m->id);
         reply_invalid(c, line, len);
         return;
     }
     if (rc > 0)
-        links_flood(w->links, rec, NULL);
+        links_flood(x->links, rec, NULL);
     at[n] = '\n';
     reply(c, at, (size_t)n + 1);
 }
 
 static void on_places(void *arg, const char *json, size_t len)
 {
-    struct conn_slot *s = arg;
+    struct slot *s = arg;
     struct conn *c = s->conn;
     char *data = realloc(s->data, s->len + len + 2);
     s->req = NULL;
@@ -175,8 +238,8 @@ static void on_places(void *arg, const char *json, size_t len)
 
 static void handle_whatsat(struct conn *c, const struct proto_msg *m, const char *line, size_t len)
 {
-    struct worker *w = worker_self;
-    const struct store_rec *rec = store_get(w->store, m->id.p, m->id.len);
+    struct client_ctx *x = ctx_of(c);
+    const struct store_rec *rec = store_get(x->store, m->id.p, m->id.len);
     struct proto_msg at;
     struct proto_str lat, lng;
     if (rec == NULL || proto_parse(rec->line, rec->len, &at) != PROTO_AT ||
@@ -184,11 +247,11 @@ static void handle_whatsat(struct conn *c, const struct proto_msg *m, const char
         reply_invalid(c, line, len);
         return;
     }
-    w->stats.whatsat++;
+    x->stats.whatsat++;
     /* Copy the AT line now: a newer update may replace the record before
      * Places answers, and the reply must be the one this request saw. */
     char *data = malloc(rec->len + 1u);
-    struct conn_slot *s = data ? slot_push(c) : NULL;
+    struct slot *s = data ? slot_push(c) : NULL;
     if (s == NULL) {
         free(data);
         conn_close(c, "out of memory");
@@ -200,64 +263,83 @@ static void handle_whatsat(struct conn *c, const struct proto_msg *m, const char
     s->len = rec->len + 1u;
     s->req = REQ_ASKING;
     struct places_req *req =
-        places_query(w->places, lat, lng, m->radius_m_milli, m->bound, on_places, s);
+        places_query(x->places, lat, lng, m->radius_m_milli, m->bound, on_places, s);
     if (req != NULL)
         s->req = req; /* otherwise on_places already ran and may have freed s */
 }
 
 static void client_line(struct conn *c, char *line, size_t len)
 {
-    struct worker *w = worker_self;
+    struct client_ctx *x = ctx_of(c);
     struct proto_time now = now_exact(); /* receive time, before any work */
     log_io(c, "in", line, len);
     struct proto_msg m;
     switch (proto_parse(line, len, &m)) {
     case PROTO_EMPTY: return;
     case PROTO_IAMAT:
-        w->stats.requests++;
+        x->stats.requests++;
         handle_iamat(c, &m, now, line, len);
         return;
     case PROTO_WHATSAT:
-        w->stats.requests++;
+        x->stats.requests++;
         handle_whatsat(c, &m, line, len);
         return;
     case PROTO_INVALID:
-        if (c->slot_head == NULL && links_is_hello(line, len)) {
-            links_adopt(w->links, c, line, len);
+        if (!queued(c) && links_is_hello(line, len)) {
+            free(c->ud); /* an empty queue: the conn is the links' now */
+            c->ud = NULL;
+            links_adopt(x->links, c, line, len);
             return;
         }
         break;
     case PROTO_AT: /* only an authenticated neighbour may send AT */ break;
     }
-    w->stats.requests++;
+    x->stats.requests++;
     reply_invalid(c, line, len);
 }
 
 static void client_overlong(struct conn *c, const char *first, size_t limit)
 {
     log_warn("client %s: line longer than %zu bytes, closing", c->peer, limit);
-    worker_self->stats.invalid++;
+    ctx_of(c)->stats.invalid++;
     reply_question(c, first, limit);
-    conn_drain(c, "line too long");
+    /* The replies owed before it still go out, in order; then close. */
+    conn_stop_reading(c);
+}
+
+/* No more input: close once every reply owed is written. */
+static void client_eof(struct conn *c)
+{
+    struct client *cl = client_of(c);
+    if (cl == NULL) {
+        conn_close(c, "out of memory");
+        return;
+    }
+    cl->done = 1;
+    maybe_done(c);
 }
 
 static void client_close(struct conn *c, const char *why)
 {
+    struct client *cl = c->ud;
     log_debug("client %s: closed: %s", c->peer, why);
-    while (c->slot_head) {
-        struct conn_slot *s = c->slot_head;
-        c->slot_head = s->next;
+    c->ud = NULL;
+    if (cl == NULL)
+        return;
+    while (cl->head) {
+        struct slot *s = cl->head;
+        cl->head = s->next;
         if (s->req != NULL && s->req != REQ_ASKING)
             places_cancel(s->req);
         free(s->data);
         free(s);
     }
-    c->slot_tail = NULL;
-    c->nslots = 0;
+    free(cl);
 }
 
 const struct conn_ops client_ops = {
     .on_line = client_line,
     .on_overlong = client_overlong,
+    .on_eof = client_eof,
     .on_close = client_close,
 };

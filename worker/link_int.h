@@ -15,10 +15,10 @@
 #include "config.h"
 #include "conn.h"
 #include "link_proto.h"
+#include "links.h"
 
 struct links;
 struct store_rec;
-struct worker;
 
 /* The states of one link connection; the comment says what it waits for. */
 enum lc_state {
@@ -81,17 +81,27 @@ struct link {
 };
 
 struct links {
-    struct worker *w;
-    struct link *v; /* owned; one per configured neighbour */
+    struct ev_loop *loop;
+    struct conn_pool *pool;
+    struct store *store;
+    const struct cfg_herd *cfg;
+    const struct cfg_server *self;
+    struct links_hooks hooks;
+    struct links_stats stats;
+    struct log_limit store_warn; /* updates the store could not keep */
+    struct link *v;              /* owned; one per configured neighbour */
     size_t n;
     uint64_t rng;         /* xorshift state for backoff jitter */
     ev_timer relay_timer; /* sends staged RELAY batches next iteration */
-    int stopping;         /* links_free is closing everything: no redials */
+    int stopping;         /* links_stop or links_free: no redials */
 };
 
 /* links.c: this worker's name; the link to the neighbour NAME, or NULL. */
 const char *link_self_name(const struct links *ls);
 struct link *link_find(struct links *ls, struct proto_str name);
+
+/* links.c: tells the layer above that a link changed (up, down, synced). */
+void link_report(struct links *ls);
 
 /* links.c: (re)starts L's redial timer to fire after DELAY seconds. */
 void link_schedule_redial(struct link *l, double delay);

@@ -10,8 +10,7 @@
 
 #include "link_int.h"
 #include "log.h"
-#include "server.h"
-#include "worker.h"
+#include "mono.h"
 
 /* A neighbour we dial says it just started: dial it now rather than after
  * the backoff, at most once per link_backoff_min (a knock is not
@@ -29,8 +28,8 @@ void link_got_knock(struct links *ls, struct conn *c, const struct link_msg *m)
         log_info("link %s: knock ignored, link %s", l->peer->name, l->up ? "up" : "being set up");
         return;
     }
-    double min = ls->w->cfg->link_backoff_min;
-    double wait = l->last_dial + min - ev_now(ls->w->loop);
+    double min = ls->cfg->link_backoff_min;
+    double wait = l->last_dial + min - mono_now();
     log_info("link %s: knocked (neighbour started), dialling now", l->peer->name);
     l->backoff = min;
     link_schedule_redial(l, wait);
@@ -85,9 +84,9 @@ void link_knock(struct link *l)
     char err[128];
     struct links *ls = l->ls;
     l->knock =
-        server_dial(ls->w->server, l->peer->host, l->peer->port, &knock_ops, l, err, sizeof err);
+        conn_dial(ls->pool, l->peer->host, l->peer->port, &knock_ops, ls, l, err, sizeof err);
     if (l->knock == NULL)
         log_debug("link %s: no knock: %s", l->peer->name, err);
     else
-        conn_set_idle(l->knock, ls->w->cfg->link_timeout);
+        conn_set_idle(l->knock, ls->cfg->link_timeout);
 }

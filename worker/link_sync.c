@@ -8,13 +8,14 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "chan.h"
+#include <errno.h>
+
 #include "link_int.h"
 #include "links.h"
 #include "log.h"
+#include "mono.h"
 #include "protocol.h"
 #include "store.h"
-#include "worker.h"
 
 /* Room for one AT line and its '\n'. */
 #define AT_BUF LINK_AT_BUF
@@ -45,10 +46,24 @@ static void batch_count(struct lconn *lc, size_t len, int rc)
                  lc->rl_new, lc->rl_bytes);
 }
 
+/* An update the store could not keep (errno says why). */
+static void store_failed(struct links *ls, struct proto_str id)
+{
+    int err = errno;
+    uint64_t quiet;
+    if (!log_limit(&ls->store_warn, 1.0, &quiet))
+        return;
+    char prefix[192];
+    snprintf(prefix, sizeof prefix,
+             "store: flooded update not kept (%s; %llu more since the last warning) for client",
+             err == ENOSPC ? "max_clients reached" : strerror(err), (unsigned long long)quiet);
+    log_line(LOG_WARN, prefix, id.p, id.len);
+}
+
 /* An AT line from the neighbour: store it, and pass it on when newer. */
 static void got_at(struct lconn *lc, const char *line, size_t len)
 {
-    struct worker *w = lc->l->ls->w;
+    struct links *ls = lc->l->ls;
     int quiet = lc->batch_left > 0; /* batch records are logged as a summary */
     if (quiet)
         lc->batch_left--;
@@ -64,19 +79,19 @@ static void got_at(struct lconn *lc, const char *line, size_t len)
             link_log_io(LOG_INFO, lc->l, "in", line, len);
         log_warn("link %s: ignoring a line that is not an AT line", lc->l->peer->name);
     } else {
-        w->stats.floods_in++;
-        rc = store_put(w->store, id, m.t, at, (size_t)rc, &rec);
+        ls->stats.floods_in++;
+        rc = store_put(ls->store, id, m.t, at, (size_t)rc, &rec);
         if (rc < 0)
-            worker_store_failed(w, id.p, id.len);
+            store_failed(ls, id);
     }
     if (quiet)
         batch_count(lc, len, rc);
     /* What a resync taught us goes on in batches too, so a restarted worker
      * does not log its whole store once per neighbour. */
     if (rc > 0 && quiet)
-        link_relay(w->links, rec, lc->c);
+        link_relay(ls, rec, lc->c);
     else if (rc > 0)
-        links_flood(w->links, rec, lc->c);
+        links_flood(ls, rec, lc->c);
 }
 
 static void got_batch(struct lconn *lc, const struct link_msg *m)
@@ -87,7 +102,7 @@ static void got_batch(struct lconn *lc, const struct link_msg *m)
         lc->rl_recs = lc->rl_new = lc->rl_bytes = 0;
     else if (!lc->in_sync) {
         lc->in_sync = 1;
-        lc->in_t0 = ev_time();
+        lc->in_t0 = mono_now();
         lc->in_recs = lc->in_new = lc->in_bytes = 0;
     }
 }
@@ -96,14 +111,13 @@ static void got_synced(struct lconn *lc, const struct link_msg *m)
 {
     log_info("resync from %s: %zu records (%zu new), %zu bytes, %.0f ms", lc->l->peer->name,
              lc->in_recs, lc->in_new, lc->in_bytes,
-             lc->in_sync ? (ev_time() - lc->in_t0) * 1e3 : 0.0);
+             lc->in_sync ? (mono_now() - lc->in_t0) * 1e3 : 0.0);
     if (m->count != lc->in_recs)
         log_warn("link %s: resync announced %llu records, %zu arrived", lc->l->peer->name,
                  (unsigned long long)m->count, lc->in_recs);
     lc->in_sync = 0;
     lc->synced = 1;
-    if (lc->l->ls->w->chan) /* operators wait for this between rolling restarts */
-        chan_heartbeat(lc->l->ls->w->chan);
+    link_report(lc->l->ls); /* operators wait for this between rolling restarts */
 }
 
 void link_up_line(struct lconn *lc, char *line, size_t len)
@@ -141,14 +155,14 @@ static void resync_done(struct lconn *lc)
     lc->dumping = 0;
     lc->c->low_water = 0;
     log_info("resync to %s: %zu records, %zu bytes, %.0f ms", lc->l->peer->name, lc->out_recs,
-             lc->out_bytes, (ev_time() - lc->out_t0) * 1e3);
+             lc->out_bytes, (mono_now() - lc->out_t0) * 1e3);
     link_send_ctl(lc, LOG_INFO, "%s SYNCED %zu", LINK_VERSION, lc->out_recs);
 }
 
 /* Queues records [cursor, end) behind a SYNC header. -1 when the conn closed. */
 static int send_batch(struct lconn *lc, size_t end)
 {
-    const struct store *st = lc->l->ls->w->store;
+    const struct store *st = lc->l->ls->store;
     size_t n = end - lc->cursor;
     if (link_send_ctl(lc, LOG_DEBUG, "%s SYNC %zu", LINK_VERSION, n) < 0)
         return -1;
@@ -165,14 +179,14 @@ static int send_batch(struct lconn *lc, size_t end)
             return -1;
         lc->out_recs++;
         lc->out_bytes += r->len + 1u;
-        lc->l->ls->w->stats.floods_out++; /* "AT lines sent on links" */
+        lc->l->ls->stats.floods_out++; /* "AT lines sent on links" */
     }
     return 0;
 }
 
 void link_resync_fill(struct lconn *lc)
 {
-    const struct store *st = lc->l->ls->w->store;
+    const struct store *st = lc->l->ls->store;
     struct conn *c = lc->c;
     size_t chunk = resync_chunk(c);
     while (lc->dumping && buf_len(&c->out) < chunk) {
@@ -196,9 +210,9 @@ void link_resync_start(struct lconn *lc)
 {
     lc->dumping = 1;
     lc->cursor = 0;
-    lc->dump_end = store_count(lc->l->ls->w->store);
+    lc->dump_end = store_count(lc->l->ls->store);
     lc->out_recs = lc->out_bytes = 0;
-    lc->out_t0 = ev_time();
+    lc->out_t0 = mono_now();
     lc->c->low_water = resync_chunk(lc->c);
     link_resync_fill(lc);
 }
@@ -219,7 +233,7 @@ static void flood_one(struct lconn *lc, const char *line, size_t len)
 {
     link_log_io(LOG_INFO, lc->l, "out", line, len);
     if (conn_send(lc->c, line, len) == 0)
-        lc->l->ls->w->stats.floods_out++;
+        lc->l->ls->stats.floods_out++;
 }
 
 void links_flood(struct links *ls, const struct store_rec *rec, const struct conn *from)
@@ -246,7 +260,7 @@ static int relay_flush(struct lconn *lc)
     log_info("relay to %s: %zu records, %zu bytes", lc->l->peer->name, n, bytes);
     if (conn_send(lc->c, buf_head(&lc->relay), bytes) < 0)
         return -1;
-    lc->l->ls->w->stats.floods_out += n;
+    lc->l->ls->stats.floods_out += n;
     buf_consume(&lc->relay, bytes, 0);
     return 0;
 }
@@ -283,6 +297,6 @@ void link_relay(struct links *ls, const struct store_rec *rec, const struct conn
     /* Sent next iteration: one batch holds everything read in this one. */
     if (!ev_is_active(&ls->relay_timer)) {
         ev_timer_set(&ls->relay_timer, 0., 0.);
-        ev_timer_start(ls->w->loop, &ls->relay_timer);
+        ev_timer_start(ls->loop, &ls->relay_timer);
     }
 }

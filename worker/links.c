@@ -16,12 +16,10 @@
 #include <unistd.h>
 
 #include "link_auth.h"
-#include "chan.h"
 #include "link_int.h"
 #include "log.h"
+#include "mono.h"
 #include "net.h"
-#include "server.h"
-#include "worker.h"
 
 /* Link lines are control lines and AT lines (canonical ones < LINK_AT_BUF):
  * a fixed limit, independent of the client max_line_length. */
@@ -31,7 +29,7 @@ static const struct conn_ops link_ops;
 
 const char *link_self_name(const struct links *ls)
 {
-    return ls->w->self->name;
+    return ls->self->name;
 }
 
 void link_log_io(int level, const struct link *l, const char *dir, const char *line, size_t len)
@@ -91,7 +89,7 @@ static double rand01(struct links *ls)
 
 void link_schedule_redial(struct link *l, double delay)
 {
-    struct ev_loop *loop = l->ls->w->loop;
+    struct ev_loop *loop = l->ls->loop;
     ev_timer_stop(loop, &l->redial);
     ev_timer_set(&l->redial, delay > 0 ? delay : 0, 0.);
     ev_timer_start(loop, &l->redial);
@@ -101,7 +99,7 @@ void link_schedule_redial(struct link *l, double delay)
  * neighbours of a dead server do not redial in step; then the backoff doubles. */
 static void backoff_redial(struct link *l)
 {
-    const struct cfg_herd *cfg = l->ls->w->cfg;
+    const struct cfg_herd *cfg = l->ls->cfg;
     link_schedule_redial(l, l->backoff * (0.5 + 0.5 * rand01(l->ls)));
     l->backoff *= 2;
     if (l->backoff > cfg->link_backoff_max)
@@ -111,7 +109,7 @@ static void backoff_redial(struct link *l)
 /* Limits and liveness shared by dialled and accepted link conns. */
 static void setup_conn(struct links *ls, struct conn *c)
 {
-    const struct cfg_herd *cfg = ls->w->cfg;
+    const struct cfg_herd *cfg = ls->cfg;
     c->out_max = cfg->link_queue_max;
     c->max_line = LINK_MAX_LINE;
     conn_set_idle(c, cfg->link_timeout);
@@ -127,11 +125,11 @@ static void dial_now(struct link *l)
         return;
     char err[128];
     struct lconn *lc = calloc(1, sizeof *lc);
-    l->last_dial = ev_now(ls->w->loop);
+    l->last_dial = mono_now();
     l->attempts++;
-    struct conn *c = lc ? server_dial(ls->w->server, l->peer->host, l->peer->port, &link_ops, lc,
-                                      err, sizeof err)
-                        : NULL;
+    struct conn *c =
+        lc ? conn_dial(ls->pool, l->peer->host, l->peer->port, &link_ops, ls, lc, err, sizeof err)
+           : NULL;
     if (c == NULL) {
         log_msg(l->attempts == 1 ? LOG_WARN : LOG_DEBUG, "link %s: cannot dial %s:%u: %s",
                 l->peer->name, l->peer->host, (unsigned)l->peer->port, lc ? err : "out of memory");
@@ -201,7 +199,7 @@ static void fill_transcript(const struct lconn *lc, struct link_transcript *t)
 /* Checks the neighbour's proof; refuses and returns -1 when it is wrong. */
 static int check_proof(struct lconn *lc, const struct link_msg *m)
 {
-    const char *secret = lc->l->ls->w->cfg->secret;
+    const char *secret = lc->l->ls->cfg->secret;
     struct link_transcript t;
     fill_transcript(lc, &t);
     if (secret && link_str_is(m->proof, "-")) {
@@ -221,7 +219,7 @@ static int send_proof(struct lconn *lc, const char *verb)
     char proof[LINK_PROOF_HEX + 1];
     struct link_transcript t;
     fill_transcript(lc, &t);
-    if (link_proof(lc->l->ls->w->cfg->secret, lc->dialled ? 'D' : 'A', &t, proof) < 0) {
+    if (link_proof(lc->l->ls->cfg->secret, lc->dialled ? 'D' : 'A', &t, proof) < 0) {
         log_error("link %s: cannot compute the HMAC proof", lc->l->peer->name);
         conn_close(lc->c, "HMAC failed");
         return -1;
@@ -256,18 +254,18 @@ static size_t pend_slot(struct link *l)
     return oldest;
 }
 
-/* A link came up or went down: tell the supervisor now, not at the next
- * heartbeat, so `herdctl status` shows the herd as it is. */
-static void report_links(struct links *ls)
+/* A link came up, went down or synced: the layer above tells the supervisor
+ * now, not at the next heartbeat, so `herdctl status` shows the herd as it is. */
+void link_report(struct links *ls)
 {
-    if (ls->w->chan && !ls->stopping)
-        chan_heartbeat(ls->w->chan);
+    if (ls->hooks.on_change && !ls->stopping)
+        ls->hooks.on_change(ls->hooks.arg);
 }
 
 static void link_up(struct lconn *lc)
 {
     struct link *l = lc->l;
-    struct ev_loop *loop = l->ls->w->loop;
+    struct ev_loop *loop = l->ls->loop;
     if (l->up && l->up != lc) /* the neighbour redialled: the old conn is stale */
         conn_close(l->up->c, "replaced by a new connection");
     if (l->hs == lc)
@@ -275,9 +273,9 @@ static void link_up(struct lconn *lc)
     pend_remove(l, lc);
     l->up = lc;
     lc->state = LC_UP;
-    l->up_since = ev_now(loop);
+    l->up_since = mono_now();
     ev_timer_stop(loop, &l->redial);
-    ev_timer_set(&l->ping, l->ls->w->cfg->link_ping_interval, l->ls->w->cfg->link_ping_interval);
+    ev_timer_set(&l->ping, l->ls->cfg->link_ping_interval, l->ls->cfg->link_ping_interval);
     ev_timer_start(loop, &l->ping);
     if (lc->dialled && l->attempts > 1)
         log_info("link %s up (dialled %s, attempt %u)", l->peer->name, lc->c->peer, l->attempts);
@@ -286,7 +284,7 @@ static void link_up(struct lconn *lc)
                  lc->c->peer);
     l->attempts = 0;
     link_resync_start(lc);
-    report_links(l->ls);
+    link_report(l->ls);
 }
 
 static void on_connect(struct conn *c)
@@ -369,21 +367,32 @@ static void on_drain(struct conn *c)
         link_resync_fill(lc);
 }
 
+/* The neighbour closed its side: the link is gone (it never half-closes).
+ * While we stop, our own conn_pool_stop_reading lands here too: the link
+ * stays until links_drain has written what we owe it. */
+static void on_eof(struct conn *c)
+{
+    struct lconn *lc = c->ud;
+    if (lc && lc->l->ls->stopping && !c->peer_eof)
+        return;
+    conn_close(c, "closed by peer");
+}
+
 /* The link is down: was it up long enough that the backoff starts over? */
 static void link_down(struct link *l, const char *why)
 {
     struct links *ls = l->ls;
-    double now = ev_now(ls->w->loop);
-    ev_timer_stop(ls->w->loop, &l->ping);
+    double now = mono_now();
+    ev_timer_stop(ls->loop, &l->ping);
     if (ls->stopping)
         log_info("link %s closed: %s", l->peer->name, why);
     else
         log_warn("link %s dropped after %.1f s: %s", l->peer->name, now - l->up_since, why);
     /* A link that keeps dropping right after it comes up (a neighbour that
      * never reads, say) backs off like one that cannot connect. */
-    if (now - l->up_since >= ls->w->cfg->link_timeout)
-        l->backoff = ls->w->cfg->link_backoff_min;
-    report_links(ls);
+    if (now - l->up_since >= ls->cfg->link_timeout)
+        l->backoff = ls->cfg->link_backoff_min;
+    link_report(ls);
 }
 
 static void on_close(struct conn *c, const char *why)
@@ -418,6 +427,7 @@ static const struct conn_ops link_ops = {
     .on_connect = on_connect,
     .on_line = on_line,
     .on_overlong = on_overlong,
+    .on_eof = on_eof,
     .on_close = on_close,
     .on_drain = on_drain,
 };
@@ -453,8 +463,8 @@ static void adopt_hello(struct links *ls, struct conn *c, const struct link_msg 
     /* Several may be in progress: a HELLO is not authenticated, so one from a
      * stranger must not push out the neighbour's. A live link stays until a
      * new one proves itself (link_up replaces it). */
-    lc->t0 = ev_now(ls->w->loop);
-    conn_set_ops(c, &link_ops, lc);
+    lc->t0 = mono_now();
+    conn_set_ops(c, &link_ops, ls, lc, 1);
     setup_conn(ls, c);
     l->pend[pend_slot(l)] = lc;
     log_info("link %s: hello from %s", l->peer->name, c->peer);
@@ -472,26 +482,36 @@ static uint64_t seed(void)
     return s ? s : 0x9E3779B97F4A7C15ULL; /* xorshift must not start at 0 */
 }
 
-struct links *links_new(struct worker *w, char *err, size_t errlen)
+struct links *links_new(struct ev_loop *loop, struct conn_pool *pool, struct store *store,
+                        const struct cfg_herd *cfg, size_t self, const struct links_hooks *hooks,
+                        char *err, size_t errlen)
 {
-    const struct cfg_server *self = w->self;
+    const struct cfg_server *me = &cfg->servers[self];
     struct links *ls = calloc(1, sizeof *ls);
-    struct link *v = calloc(self->npeers ? self->npeers : 1, sizeof *v);
+    struct link *v = calloc(me->npeers ? me->npeers : 1, sizeof *v);
     if (ls == NULL || v == NULL) {
         free(ls);
         free(v);
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    *ls = (struct links){.w = w, .v = v, .n = self->npeers, .rng = seed()};
+    *ls = (struct links){.loop = loop,
+                         .pool = pool,
+                         .store = store,
+                         .cfg = cfg,
+                         .self = me,
+                         .hooks = *hooks,
+                         .v = v,
+                         .n = me->npeers,
+                         .rng = seed()};
     ev_init(&ls->relay_timer, link_relay_flush_all);
     ls->relay_timer.data = ls;
     for (size_t i = 0; i < ls->n; i++) {
         struct link *l = &v[i];
         l->ls = ls;
-        l->peer = &w->cfg->servers[self->peers[i]];
-        l->we_dial = strcmp(self->name, l->peer->name) < 0;
-        l->backoff = w->cfg->link_backoff_min;
+        l->peer = &cfg->servers[me->peers[i]];
+        l->we_dial = strcmp(me->name, l->peer->name) < 0;
+        l->backoff = cfg->link_backoff_min;
         ev_init(&l->redial, on_redial);
         ev_init(&l->ping, on_ping);
         l->redial.data = l->ping.data = l;
@@ -509,16 +529,15 @@ void links_start(struct links *ls)
     }
 }
 
-void links_free(struct links *ls)
+void links_stop(struct links *ls)
 {
-    if (ls == NULL)
+    if (ls == NULL || ls->stopping)
         return;
     ls->stopping = 1;
-    ev_timer_stop(ls->w->loop, &ls->relay_timer);
     for (size_t i = 0; i < ls->n; i++) {
         struct link *l = &ls->v[i];
-        ev_timer_stop(ls->w->loop, &l->redial);
-        ev_timer_stop(ls->w->loop, &l->ping);
+        ev_timer_stop(ls->loop, &l->redial);
+        ev_timer_stop(ls->loop, &l->ping);
         if (l->knock)
             conn_close(l->knock, "worker stopping");
         if (l->hs)
@@ -526,11 +545,37 @@ void links_free(struct links *ls)
         for (size_t k = 0; k < LINK_PENDING_MAX; k++)
             if (l->pend[k])
                 conn_close(l->pend[k]->c, "worker stopping");
-        if (l->up)
-            conn_close(l->up->c, "worker stopping");
     }
+}
+
+void links_drain(struct links *ls)
+{
+    if (ls == NULL)
+        return;
+    links_stop(ls);
+    link_relay_flush_all(ls->loop, &ls->relay_timer, 0);
+    ev_timer_stop(ls->loop, &ls->relay_timer);
+    for (size_t i = 0; i < ls->n; i++)
+        if (ls->v[i].up)
+            conn_drain(ls->v[i].up->c, "worker stopping");
+}
+
+void links_free(struct links *ls)
+{
+    if (ls == NULL)
+        return;
+    links_stop(ls);
+    ev_timer_stop(ls->loop, &ls->relay_timer);
+    for (size_t i = 0; i < ls->n; i++)
+        if (ls->v[i].up)
+            conn_close(ls->v[i].up->c, "worker stopping");
     free(ls->v);
     free(ls);
+}
+
+void links_get_stats(const struct links *ls, struct links_stats *st)
+{
+    *st = ls->stats;
 }
 
 /* Only lines that open a link take a conn over: anything else from a client

@@ -7,16 +7,46 @@
 #ifndef HERD_LINKS_H
 #define HERD_LINKS_H
 
+#include <ev.h>
 #include <stddef.h>
 #include <stdint.h>
 
-struct worker;
+#include "config.h"
+#include "log.h"
+
 struct conn;
+struct conn_pool;
 struct links;
+struct store;
 struct store_rec;
 
-struct links *links_new(struct worker *w, char *err, size_t errlen);
+/* Events for the layer above: a link came up, went down, or finished
+ * receiving its neighbour's resync. Never called from links_free. */
+struct links_hooks {
+    void (*on_change)(void *arg);
+    void *arg;
+};
+
+struct links_stats {
+    uint64_t floods_in;  /* AT lines received on links */
+    uint64_t floods_out; /* AT lines sent on links */
+};
+
+/* The links of server number SELF of CFG (borrowed, like every pointer
+ * here), dialled through POOL, storing into STORE. */
+struct links *links_new(struct ev_loop *loop, struct conn_pool *pool, struct store *store,
+                        const struct cfg_herd *cfg, size_t self, const struct links_hooks *hooks,
+                        char *err, size_t errlen);
 void links_free(struct links *ls);
+
+/* Graceful stop, first step: no more dials, knocks or handshakes. */
+void links_stop(struct links *ls);
+
+/* Graceful stop, second step (no client will send more): writes what is
+ * staged and queued to every live link, then closes them. */
+void links_drain(struct links *ls);
+
+void links_get_stats(const struct links *ls, struct links_stats *st);
 
 /* Starts dialling the neighbours this worker dials (after it listens). */
 void links_start(struct links *ls);
