@@ -1,7 +1,9 @@
 /*
  * link_int: what the files of the links module share and nobody else sees.
- * links.c owns the links, dialling, knocking and the handshake; link_sync.c
- * owns the traffic of a live link (AT lines, heartbeats, the resync dump).
+ * links.c owns the links, dialling and the handshake; link_sync.c owns the
+ * traffic of a live link (AT lines, heartbeats, the resync dump);
+ * link_knock.c the start-up knock; link_base.c what all three use. Calls go
+ * links.c -> link_sync.c / link_knock.c -> link_base.c, never back up.
  * A struct link lives as long as the worker; a struct lconn lives as long
  * as one TCP connection of a link and hangs off conn->ud.
  */
@@ -96,14 +98,14 @@ struct links {
     int stopping;         /* links_stop or links_free: no redials */
 };
 
-/* links.c: this worker's name; the link to the neighbour NAME, or NULL. */
+/* link_base.c: this worker's name; the link to the neighbour NAME, or NULL. */
 const char *link_self_name(const struct links *ls);
 struct link *link_find(struct links *ls, struct proto_str name);
 
-/* links.c: tells the layer above that a link changed (up, down, synced). */
+/* link_base.c: tells the layer above that a link changed (up, down, synced). */
 void link_report(struct links *ls);
 
-/* links.c: (re)starts L's redial timer to fire after DELAY seconds. */
+/* link_base.c: (re)starts L's redial timer to fire after DELAY seconds. */
 void link_schedule_redial(struct link *l, double delay);
 
 /* link_knock.c: knocks at the neighbour of L (we accept its link). */
@@ -112,10 +114,10 @@ void link_knock(struct link *l);
 /* link_knock.c: a client conn's first line was KNOCK M; closes C. */
 void link_got_knock(struct links *ls, struct conn *c, const struct link_msg *m);
 
-/* Logs a line sent or received on L at LEVEL ("link NAME in" / "out"). */
+/* link_base.c: logs a line sent or received on L at LEVEL ("link NAME in" / "out"). */
 void link_log_io(int level, const struct link *l, const char *dir, const char *line, size_t len);
 
-/* Sends one control line (formatted, '\n' added) and logs it at LEVEL.
+/* link_base.c: sends one control line (formatted, '\n' added) and logs it at LEVEL.
  * Returns -1 when the conn closed (LC may be freed by then). */
 int link_send_ctl(struct lconn *lc, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

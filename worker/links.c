@@ -27,57 +27,6 @@
 
 static const struct conn_ops link_ops;
 
-const char *link_self_name(const struct links *ls)
-{
-    return ls->self->name;
-}
-
-void link_log_io(int level, const struct link *l, const char *dir, const char *line, size_t len)
-{
-    if (!log_enabled((enum log_level)level))
-        return;
-    char prefix[LINK_NAME_MAX + 16];
-    snprintf(prefix, sizeof prefix, "link %s %s", l->peer->name, dir);
-    if (len > 0 && line[len - 1] == '\n')
-        len--;
-    log_line((enum log_level)level, prefix, line, len);
-}
-
-static int vformat(char *buf, size_t size, const char *fmt, va_list ap)
-    __attribute__((format(printf, 3, 0)));
-
-static int vformat(char *buf, size_t size, const char *fmt, va_list ap)
-{
-    int n = vsnprintf(buf, size - 1, fmt, ap);
-    if (n < 0 || (size_t)n >= size - 1)
-        return -1;
-    buf[n] = '\n';
-    return n + 1;
-}
-
-int link_send_ctl(struct lconn *lc, int level, const char *fmt, ...)
-{
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vformat(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        conn_close(lc->c, "control line too long");
-        return -1;
-    }
-    link_log_io(level, lc->l, "out", buf, (size_t)n);
-    return conn_send(lc->c, buf, (size_t)n);
-}
-
-struct link *link_find(struct links *ls, struct proto_str name)
-{
-    for (size_t i = 0; i < ls->n; i++)
-        if (link_str_is(name, ls->v[i].peer->name))
-            return &ls->v[i];
-    return NULL;
-}
-
 /* Uniform in [0, 1) from xorshift64*; jitter needs no more. */
 static double rand01(struct links *ls)
 {
@@ -85,14 +34,6 @@ static double rand01(struct links *ls)
     ls->rng ^= ls->rng << 25;
     ls->rng ^= ls->rng >> 27;
     return (double)((ls->rng * 0x2545F4914F6CDD1DULL) >> 11) / 9007199254740992.0;
-}
-
-void link_schedule_redial(struct link *l, double delay)
-{
-    struct ev_loop *loop = l->ls->loop;
-    ev_timer_stop(loop, &l->redial);
-    ev_timer_set(&l->redial, delay > 0 ? delay : 0, 0.);
-    ev_timer_start(loop, &l->redial);
 }
 
 /* Next attempt after the current backoff, jittered to [1/2, 1] of it so
@@ -252,14 +193,6 @@ static size_t pend_slot(struct link *l)
     conn_close(l->pend[oldest]->c, "superseded: too many handshakes in progress");
     l->pend[oldest] = NULL; /* on_close cleared it already; make it plain */
     return oldest;
-}
-
-/* A link came up, went down or synced: the layer above tells the supervisor
- * now, not at the next heartbeat, so `herdctl status` shows the herd as it is. */
-void link_report(struct links *ls)
-{
-    if (ls->hooks.on_change && !ls->stopping)
-        ls->hooks.on_change(ls->hooks.arg);
 }
 
 static void link_up(struct lconn *lc)

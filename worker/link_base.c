@@ -1,0 +1,79 @@
+/*
+ * link_base: what every file of the links module uses and that uses none of
+ * them: finding a link by name, the link log lines, sending a control line,
+ * arming the redial timer, reporting a change to the layer above. links.c,
+ * link_sync.c and link_knock.c call down into it; it calls none of them.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "link_int.h"
+#include "log.h"
+
+const char *link_self_name(const struct links *ls)
+{
+    return ls->self->name;
+}
+
+void link_log_io(int level, const struct link *l, const char *dir, const char *line, size_t len)
+{
+    if (!log_enabled((enum log_level)level))
+        return;
+    char prefix[LINK_NAME_MAX + 16];
+    snprintf(prefix, sizeof prefix, "link %s %s", l->peer->name, dir);
+    if (len > 0 && line[len - 1] == '\n')
+        len--;
+    log_line((enum log_level)level, prefix, line, len);
+}
+
+static int vformat(char *buf, size_t size, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
+static int vformat(char *buf, size_t size, const char *fmt, va_list ap)
+{
+    int n = vsnprintf(buf, size - 1, fmt, ap);
+    if (n < 0 || (size_t)n >= size - 1)
+        return -1;
+    buf[n] = '\n';
+    return n + 1;
+}
+
+int link_send_ctl(struct lconn *lc, int level, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vformat(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        conn_close(lc->c, "control line too long");
+        return -1;
+    }
+    link_log_io(level, lc->l, "out", buf, (size_t)n);
+    return conn_send(lc->c, buf, (size_t)n);
+}
+
+struct link *link_find(struct links *ls, struct proto_str name)
+{
+    for (size_t i = 0; i < ls->n; i++)
+        if (link_str_is(name, ls->v[i].peer->name))
+            return &ls->v[i];
+    return NULL;
+}
+
+void link_schedule_redial(struct link *l, double delay)
+{
+    struct ev_loop *loop = l->ls->loop;
+    ev_timer_stop(loop, &l->redial);
+    ev_timer_set(&l->redial, delay > 0 ? delay : 0, 0.);
+    ev_timer_start(loop, &l->redial);
+}
+
+/* A link came up, went down or synced: the layer above tells the supervisor
+ * now, not at the next heartbeat, so `herdctl status` shows the herd as it is. */
+void link_report(struct links *ls)
+{
+    if (ls->hooks.on_change && !ls->stopping)
+        ls->hooks.on_change(ls->hooks.arg);
+}
+
