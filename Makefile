@@ -135,6 +135,8 @@ BANNED := \b(sprintf|vsprintf|strcpy|strcat|gets|atoi|atol|atof)\(
 lint: | $(DEPSTAMP)
 	@! grep -nE '$(BANNED)' common/*.c worker/*.c supervisor/*.c || \
 	  { echo "lint: banned function (use snprintf/memcpy/strtol)"; exit 1; }
+	@! grep -n '"[^"]*%\.\*s' common/*.c worker/*.c supervisor/*.c || \
+	  { echo "lint: %.*s in a format: log network bytes with log_line (escaped)"; exit 1; }
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	  --inline-suppr --std=c11 -D_GNU_SOURCE -Icommon \
 	  --suppress=missingIncludeSystem common worker supervisor

@@ -431,7 +431,7 @@ int proto_at_origin(const struct proto_msg *at, struct proto_time *origin)
 }
 
 /*
- * Appends LEN bytes with memcpy rather than "%.*s": a client ID may hold a
+ * Appends LEN bytes with memcpy rather than a %.*s format: a client ID may hold a
  * NUL byte (SPEC §4: any non-white character), and it must be copied too.
  */
 static int append(char *buf, size_t size, size_t *pos, const char *s, size_t len)

@@ -300,7 +300,11 @@ static void client_line(struct conn *c, char *line, size_t len)
 
 static void client_overlong(struct conn *c, const char *first, size_t limit)
 {
-    log_warn("client %s: line longer than %zu bytes, closing", c->peer, limit);
+    uint64_t quiet;
+    if (log_limit(&ctx_of(c)->overlong_warn, 1.0, &quiet))
+        log_warn("client %s: line longer than %zu bytes, closing (and %llu more clients since "
+                 "the last warning)",
+                 c->peer, limit, (unsigned long long)quiet);
     ctx_of(c)->stats.invalid++;
     reply_question(c, first, limit);
     /* The replies owed before it still go out, in order; then close. */

@@ -32,7 +32,8 @@ struct client_ctx {
     struct links *links;
     struct places *places;
     struct client_stats stats;
-    struct log_limit store_warn; /* updates the store could not keep */
+    struct log_limit store_warn;    /* updates the store could not keep */
+    struct log_limit overlong_warn; /* lines past max_line_length */
 };
 
 /* The ops every accepted connection starts with (ctx: a struct client_ctx). */

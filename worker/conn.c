@@ -29,6 +29,7 @@ struct conn_pool {
     struct conn *dead;        /* closed, to free in conn_pool_reap */
     size_t nclients, nlinks;
     uint64_t next_id;
+    struct log_limit over_warn; /* conns closed for output over their limit */
     char scratch[READ_CHUNK];
 };
 
@@ -93,8 +94,12 @@ int conn_send(struct conn *c, const void *data, size_t len)
     if (c->state == CONN_CLOSED || c->state == CONN_LINGER)
         return -1;
     if (buf_append(&c->out, data, len, c->out_max) < 0) {
-        log_warn("%s %s: output over limit (%zu bytes queued), closing",
-                 c->is_link ? "link" : "client", c->peer, buf_len(&c->out));
+        uint64_t quiet;
+        if (log_limit(&c->pool->over_warn, 1.0, &quiet))
+            log_warn("%s %s: output over limit (%zu bytes queued), closing (and %llu more "
+                     "since the last warning)",
+                     c->is_link ? "link" : "client", c->peer, buf_len(&c->out),
+                     (unsigned long long)quiet);
         conn_close(c, "output over limit");
         return -1;
     }

@@ -6,6 +6,7 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "link_int.h"
 #include "log.h"
@@ -15,12 +16,12 @@ const char *link_self_name(const struct links *ls)
     return ls->self->name;
 }
 
-void link_log_io(int level, const struct link *l, const char *dir, const char *line, size_t len)
+void link_log_io(int level, const char *label, const char *dir, const char *line, size_t len)
 {
     if (!log_enabled((enum log_level)level))
         return;
-    char prefix[LINK_NAME_MAX + 16];
-    snprintf(prefix, sizeof prefix, "link %s %s", l->peer->name, dir);
+    char prefix[LINK_LABEL_MAX + 16];
+    snprintf(prefix, sizeof prefix, "%s %s", label, dir);
     if (len > 0 && line[len - 1] == '\n')
         len--;
     log_line((enum log_level)level, prefix, line, len);
@@ -49,8 +50,52 @@ int link_send_ctl(struct lconn *lc, int level, const char *fmt, ...)
         conn_close(lc->c, "control line too long");
         return -1;
     }
-    link_log_io(level, lc->l, "out", buf, (size_t)n);
+    link_log_io(level, lc->label, "out", buf, (size_t)n);
+    lc->sum.lines_out++;
+    lc->sum.bytes_out += (uint64_t)n;
     return conn_send(lc->c, buf, (size_t)n);
+}
+
+int link_send_line(struct lconn *lc, const char *line, size_t len, int at)
+{
+    link_log_io(LOG_DEBUG, lc->label, "out", line, len);
+    lc->sum.lines_out++;
+    lc->sum.bytes_out += len;
+    lc->sum.at_out += at != 0;
+    return conn_send(lc->c, line, len);
+}
+
+void link_label_proved(struct lconn *lc)
+{
+    snprintf(lc->label, sizeof lc->label, "link %s", lc->l->peer->name);
+}
+
+void link_label_unproved(struct lconn *lc)
+{
+    if (lc->dialled)
+        link_label_proved(lc);
+    else
+        snprintf(lc->label, sizeof lc->label, "link from %s (claims %s)", lc->c->peer,
+                 lc->l->peer->name);
+}
+
+void link_log_refused(const struct lconn *lc, struct proto_str reason)
+{
+    char prefix[LINK_LABEL_MAX + 32];
+    snprintf(prefix, sizeof prefix, "%s: refused by the neighbour:", lc->label);
+    log_line(LOG_WARN, prefix, reason.p, reason.len);
+}
+
+void link_summary(struct lconn *lc, const char *when)
+{
+    const struct link_traffic *t = &lc->sum;
+    if (t->lines_in == 0 && t->lines_out == 0)
+        return;
+    log_info("%s: %s: in %llu lines (%llu AT, %llu bytes), out %llu lines (%llu AT, %llu bytes)",
+             lc->label, when, (unsigned long long)t->lines_in, (unsigned long long)t->at_in,
+             (unsigned long long)t->bytes_in, (unsigned long long)t->lines_out,
+             (unsigned long long)t->at_out, (unsigned long long)t->bytes_out);
+    memset(&lc->sum, 0, sizeof lc->sum);
 }
 
 struct link *link_find(struct links *ls, struct proto_str name)
@@ -76,4 +121,3 @@ void link_report(struct links *ls)
     if (ls->hooks.on_change && !ls->stopping)
         ls->hooks.on_change(ls->hooks.arg);
 }
-

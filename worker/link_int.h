@@ -35,8 +35,20 @@ enum lc_state {
  * the oldest goes. */
 #define LINK_PENDING_MAX 4
 
+/* Traffic of a live link since its last summary line (log_link_summary). */
+struct link_traffic {
+    uint64_t lines_in, bytes_in, at_in;
+    uint64_t lines_out, bytes_out, at_out;
+};
+
+/* "link NAME" once proved (or dialled by us), "link from ADDR (claims NAME)"
+ * before: a stranger's words are never logged under a neighbour's name. */
+#define LINK_LABEL_MAX (LINK_NAME_MAX + 96)
+
 struct lconn {
     struct link *l;
+    char label[LINK_LABEL_MAX];
+    struct link_traffic sum;
     double t0; /* when its handshake began */
     struct conn *c;
     enum lc_state state;
@@ -52,10 +64,11 @@ struct lconn {
     double out_t0;
     /* batches from the neighbour: its dump (SYNC) or what it learned in one
      * (RELAY); their records are logged as one summary, not one by one */
-    uint64_t batch_left; /* AT lines of the current batch still due */
-    int batch_relay;     /* the current batch is a RELAY */
-    int in_sync;         /* between the first SYNC and SYNCED */
-    int synced;          /* the neighbour's dump has all arrived (SYNCED) */
+    uint64_t batch_left;  /* AT lines of the current batch still due (capped) */
+    uint64_t batch_count; /* as announced, capped at max_clients */
+    int batch_relay;      /* the current batch is a RELAY */
+    int in_sync;          /* between the first SYNC and SYNCED */
+    int synced;           /* the neighbour's dump has all arrived (SYNCED) */
     size_t in_recs, in_new, in_bytes;
     double in_t0;
     size_t rl_recs, rl_new, rl_bytes; /* the current RELAY batch */
@@ -93,9 +106,11 @@ struct links {
     struct log_limit store_warn; /* updates the store could not keep */
     struct link *v;              /* owned; one per configured neighbour */
     size_t n;
-    uint64_t rng;         /* xorshift state for backoff jitter */
-    ev_timer relay_timer; /* sends staged RELAY batches next iteration */
-    int stopping;         /* links_stop or links_free: no redials */
+    uint64_t rng;              /* xorshift state for backoff jitter */
+    ev_timer relay_timer;      /* sends staged RELAY batches next iteration */
+    ev_timer summary_timer;    /* log_link_summary */
+    struct log_limit odd_warn; /* lines a neighbour should not send */
+    int stopping;              /* links_stop or links_free: no redials */
 };
 
 /* link_base.c: this worker's name; the link to the neighbour NAME, or NULL. */
@@ -114,8 +129,26 @@ void link_knock(struct link *l);
 /* link_knock.c: a client conn's first line was KNOCK M; closes C. */
 void link_got_knock(struct links *ls, struct conn *c, const struct link_msg *m);
 
-/* link_base.c: logs a line sent or received on L at LEVEL ("link NAME in" / "out"). */
-void link_log_io(int level, const struct link *l, const char *dir, const char *line, size_t len);
+/* link_base.c: logs a line sent or received at LEVEL, escaped, as
+ * "LABEL DIR \"line\"" (LABEL: an lconn's label, say). */
+void link_log_io(int level, const char *label, const char *dir, const char *line, size_t len);
+
+/* link_base.c: LC's label for a proved link ("link NAME"). */
+void link_label_proved(struct lconn *lc);
+
+/* link_base.c: LC's label before proof: "link NAME" when we dialled the
+ * configured address, else "link from ADDR (claims NAME)". */
+void link_label_unproved(struct lconn *lc);
+
+/* link_base.c: logs the reason of a REFUSED line from LC's peer, escaped. */
+void link_log_refused(const struct lconn *lc, struct proto_str reason);
+
+/* link_base.c: logs LC's traffic summary if there was any, and resets it. */
+void link_summary(struct lconn *lc, const char *when);
+
+/* link_base.c: sends LINE (with its '\n') on a live link, counted in the
+ * summary; AT says it is an AT line. Logged at debug. -1 when it closed. */
+int link_send_line(struct lconn *lc, const char *line, size_t len, int at);
 
 /* link_base.c: sends one control line (formatted, '\n' added) and logs it at LEVEL.
  * Returns -1 when the conn closed (LC may be freed by then). */

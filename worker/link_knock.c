@@ -19,7 +19,11 @@ void link_got_knock(struct links *ls, struct conn *c, const struct link_msg *m)
 {
     struct link *l = link_find(ls, m->name);
     if (l == NULL || !l->we_dial || !link_str_is(m->target, link_self_name(ls))) {
-        log_warn("knock from %s ignored: not a neighbour this server dials", c->peer);
+        uint64_t quiet;
+        if (log_limit(&ls->odd_warn, 1.0, &quiet))
+            log_warn("knock from %s ignored: not a neighbour this server dials (and %llu more "
+                     "since the last warning)",
+                     c->peer, (unsigned long long)quiet);
         conn_close(c, "knock ignored");
         return;
     }
@@ -45,7 +49,9 @@ static void knock_connected(struct conn *c)
         conn_close(c, "knock too long");
         return;
     }
-    link_log_io(LOG_INFO, l, "out", line, (size_t)n);
+    char label[LINK_LABEL_MAX];
+    snprintf(label, sizeof label, "link %s knock", l->peer->name);
+    link_log_io(LOG_INFO, label, "out", line, (size_t)n);
     if (conn_send(c, line, (size_t)n) == 0)
         conn_drain(c, "knocked");
 }

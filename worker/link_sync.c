@@ -42,8 +42,8 @@ static void batch_count(struct lconn *lc, size_t len, int rc)
     lc->rl_bytes += len + 1;
     lc->rl_new += rc > 0;
     if (lc->batch_left == 0)
-        log_info("relay from %s: %zu records (%zu new), %zu bytes", lc->l->peer->name, lc->rl_recs,
-                 lc->rl_new, lc->rl_bytes);
+        log_debug("relay from %s: %zu records (%zu new), %zu bytes", lc->l->peer->name, lc->rl_recs,
+                  lc->rl_new, lc->rl_bytes);
 }
 
 /* An update the store could not keep (errno says why). */
@@ -60,24 +60,34 @@ static void store_failed(struct links *ls, struct proto_str id)
     log_line(LOG_WARN, prefix, id.p, id.len);
 }
 
+/* A line a neighbour should not send: the first one and then a count per
+ * second, so a confused or hostile neighbour cannot flood the log. */
+static void odd_line(struct lconn *lc, const char *what, const char *line, size_t len)
+{
+    uint64_t quiet;
+    link_log_io(LOG_DEBUG, lc->label, "in", line, len);
+    if (log_limit(&lc->l->ls->odd_warn, 1.0, &quiet))
+        log_warn("%s: ignoring %s (and %llu more such lines since the last warning)", lc->label,
+                 what, (unsigned long long)quiet);
+}
+
 /* An AT line from the neighbour: store it, and pass it on when newer. */
 static void got_at(struct lconn *lc, const char *line, size_t len)
 {
     struct links *ls = lc->l->ls;
     int quiet = lc->batch_left > 0; /* batch records are logged as a summary */
+    lc->sum.at_in++;
     if (quiet)
         lc->batch_left--;
     else
-        link_log_io(LOG_INFO, lc->l, "in", line, len);
+        link_log_io(LOG_DEBUG, lc->label, "in", line, len);
     struct proto_msg m;
     char at[AT_BUF];
     struct proto_str id;
     const struct store_rec *rec = NULL;
     int rc = proto_parse(line, len, &m) == PROTO_AT ? link_at_canon(&m, at, sizeof at, &id) : -1;
     if (rc < 0) {
-        if (quiet)
-            link_log_io(LOG_INFO, lc->l, "in", line, len);
-        log_warn("link %s: ignoring a line that is not an AT line", lc->l->peer->name);
+        odd_line(lc, "a line that is not an AT line", line, len);
     } else {
         ls->stats.floods_in++;
         rc = store_put(ls->store, id, m.t, at, (size_t)rc, &rec);
@@ -94,9 +104,24 @@ static void got_at(struct lconn *lc, const char *line, size_t len)
         links_flood(ls, rec, lc->c);
 }
 
+/* Any line but an AT line ends the batch in progress: an honest neighbour
+ * sends exactly the AT lines it announced, right after the header. */
+static void end_batch(struct lconn *lc)
+{
+    if (lc->batch_left == 0)
+        return;
+    log_warn("%s: batch ended %llu AT lines short of the %llu announced", lc->label,
+             (unsigned long long)lc->batch_left, (unsigned long long)lc->batch_count);
+    lc->batch_left = 0;
+}
+
 static void got_batch(struct lconn *lc, const struct link_msg *m)
 {
-    lc->batch_left = m->count;
+    /* No honest batch holds more records than a store may: a huge count
+     * must not make everything after it a quiet batch record. */
+    uint64_t cap = lc->l->ls->cfg->max_clients;
+    lc->batch_count = m->count < cap ? m->count : cap;
+    lc->batch_left = lc->batch_count;
     lc->batch_relay = m->kind == LINK_MSG_RELAY;
     if (lc->batch_relay)
         lc->rl_recs = lc->rl_new = lc->rl_bytes = 0;
@@ -123,15 +148,16 @@ static void got_synced(struct lconn *lc, const struct link_msg *m)
 void link_up_line(struct lconn *lc, char *line, size_t len)
 {
     struct link_msg m;
+    lc->sum.lines_in++;
+    lc->sum.bytes_in += len + 1;
     enum link_kind k = link_parse(line, len, &m);
     if (k == LINK_MSG_NONE) {
         got_at(lc, line, len);
         return;
     }
-    /* Heartbeats and batch headers would drown the log: debug only. */
-    int quiet =
-        k == LINK_MSG_PING || k == LINK_MSG_PONG || k == LINK_MSG_SYNC || k == LINK_MSG_RELAY;
-    link_log_io(quiet ? LOG_DEBUG : LOG_INFO, lc->l, "in", line, len);
+    /* Link traffic line by line is for debug; info has the summaries. */
+    link_log_io(LOG_DEBUG, lc->label, "in", line, len);
+    end_batch(lc);
     switch (k) {
     case LINK_MSG_PING: link_send_ctl(lc, LOG_DEBUG, "%s PONG", LINK_VERSION); return;
     case LINK_MSG_PONG: return;
@@ -139,13 +165,12 @@ void link_up_line(struct lconn *lc, char *line, size_t len)
     case LINK_MSG_RELAY: got_batch(lc, &m); return;
     case LINK_MSG_SYNCED: got_synced(lc, &m); return;
     case LINK_MSG_REFUSED:
-        log_warn("link %s: refused by the neighbour: %.*s", lc->l->peer->name, (int)m.reason.len,
-                 m.reason.p);
+        link_log_refused(lc, m.reason);
         lc->why = "refused by the neighbour";
         conn_close(lc->c, lc->why);
         return;
     default: /* a newer minor version's verb, or garbage: keep the link */
-        log_warn("link %s: ignoring an unexpected line", lc->l->peer->name);
+        odd_line(lc, "an unexpected line", line, len);
         return;
     }
 }
@@ -179,6 +204,9 @@ static int send_batch(struct lconn *lc, size_t end)
             return -1;
         lc->out_recs++;
         lc->out_bytes += r->len + 1u;
+        lc->sum.lines_out++;
+        lc->sum.at_out++;
+        lc->sum.bytes_out += r->len + 1u;
         lc->l->ls->stats.floods_out++; /* "AT lines sent on links" */
     }
     return 0;
@@ -231,8 +259,7 @@ static int rec_line(const struct store_rec *rec, char line[AT_BUF])
 
 static void flood_one(struct lconn *lc, const char *line, size_t len)
 {
-    link_log_io(LOG_INFO, lc->l, "out", line, len);
-    if (conn_send(lc->c, line, len) == 0)
+    if (link_send_line(lc, line, len, 1) == 0)
         lc->l->ls->stats.floods_out++;
 }
 
@@ -257,7 +284,10 @@ static int relay_flush(struct lconn *lc)
     lc->relay_n = 0;
     if (link_send_ctl(lc, LOG_DEBUG, "%s RELAY %zu", LINK_VERSION, n) < 0)
         return -1;
-    log_info("relay to %s: %zu records, %zu bytes", lc->l->peer->name, n, bytes);
+    log_debug("relay to %s: %zu records, %zu bytes", lc->l->peer->name, n, bytes);
+    lc->sum.lines_out += n;
+    lc->sum.at_out += n;
+    lc->sum.bytes_out += bytes;
     if (conn_send(lc->c, buf_head(&lc->relay), bytes) < 0)
         return -1;
     lc->l->ls->stats.floods_out += n;

@@ -79,6 +79,7 @@ static void dial_now(struct link *l)
         return;
     }
     *lc = (struct lconn){.l = l, .c = c, .state = LC_DIALING, .dialled = 1};
+    link_label_unproved(lc);
     l->hs = lc;
     setup_conn(ls, c);
     if (l->attempts == 1)
@@ -106,17 +107,20 @@ static void on_ping(struct ev_loop *loop, ev_timer *t, int revents)
 /* Refuses the handshake on LC: logged at warn, REFUSED sent, then closed. */
 static void refuse(struct lconn *lc, const char *reason)
 {
-    log_warn("link %s: handshake refused: %s", lc->l->peer->name, reason);
+    log_warn("%s: handshake refused: %s", lc->label, reason);
     lc->why = reason;
     if (link_send_ctl(lc, LOG_INFO, "%s REFUSED %s", LINK_VERSION, reason) == 0)
         conn_drain(lc->c, reason);
 }
 
 /* The same for a conn not adopted yet (a bad HELLO on the client port). */
-static void refuse_conn(struct conn *c, const char *reason)
+static void refuse_conn(struct links *ls, struct conn *c, const char *reason)
 {
     char line[256];
-    log_warn("link from %s: handshake refused: %s", c->peer, reason);
+    uint64_t quiet;
+    if (log_limit(&ls->odd_warn, 1.0, &quiet))
+        log_warn("link from %s: handshake refused: %s (and %llu more since the last warning)",
+                 c->peer, reason, (unsigned long long)quiet);
     int n = snprintf(line, sizeof line, "%s REFUSED %s\n", LINK_VERSION, reason);
     if (n > 0 && (size_t)n < sizeof line) {
         char prefix[96];
@@ -206,6 +210,7 @@ static void link_up(struct lconn *lc)
     pend_remove(l, lc);
     l->up = lc;
     lc->state = LC_UP;
+    link_label_proved(lc); /* from here on its words are the neighbour's */
     l->up_since = mono_now();
     ev_timer_stop(loop, &l->redial);
     ev_timer_set(&l->ping, l->ls->cfg->link_ping_interval, l->ls->cfg->link_ping_interval);
@@ -274,10 +279,9 @@ static void on_line(struct conn *c, char *line, size_t len)
         return;
     }
     struct link_msg m;
-    link_log_io(LOG_INFO, lc->l, "in", line, len);
+    link_log_io(LOG_INFO, lc->label, "in", line, len);
     if (link_parse(line, len, &m) == LINK_MSG_REFUSED) {
-        log_warn("link %s: refused by the neighbour: %.*s", lc->l->peer->name, (int)m.reason.len,
-                 m.reason.p);
+        link_log_refused(lc, m.reason);
         lc->why = "refused by the neighbour";
         conn_close(c, lc->why);
         return;
@@ -289,7 +293,7 @@ static void on_overlong(struct conn *c, const char *first, size_t limit)
 {
     struct lconn *lc = c->ud;
     (void)first;
-    log_warn("link %s: line longer than %zu bytes, closing", lc->l->peer->name, limit);
+    log_warn("%s: line longer than %zu bytes, closing", lc->label, limit);
     conn_close(c, "line too long");
 }
 
@@ -337,9 +341,13 @@ static void on_close(struct conn *c, const char *why)
     const char *reason = lc->why ? lc->why : why;
     if (l->up == lc) {
         l->up = NULL;
+        if (lc->batch_left > 0)
+            log_warn("%s: dropped %llu AT lines short of a batch of %llu", lc->label,
+                     (unsigned long long)lc->batch_left, (unsigned long long)lc->batch_count);
+        link_summary(lc, "until it dropped");
         link_down(l, reason);
     } else if (pend_remove(l, lc)) {
-        log_info("link %s: handshake failed: %s", l->peer->name, reason);
+        log_info("%s: handshake failed: %s", lc->label, reason);
     } else if (l->hs == lc) {
         l->hs = NULL;
         if (lc->state == LC_DIALING && l->attempts > 1)
@@ -369,16 +377,16 @@ static const struct conn_ops link_ops = {
 static void adopt_hello(struct links *ls, struct conn *c, const struct link_msg *m)
 {
     if (!link_str_is(m->target, link_self_name(ls))) {
-        refuse_conn(c, "wrong server: the HELLO names another target");
+        refuse_conn(ls, c, "wrong server: the HELLO names another target");
         return;
     }
     struct link *l = link_find(ls, m->name);
     if (l == NULL) {
-        refuse_conn(c, "not a neighbour of this server");
+        refuse_conn(ls, c, "not a neighbour of this server");
         return;
     }
     if (l->we_dial) {
-        refuse_conn(c, "wrong direction: the server whose name sorts first dials");
+        refuse_conn(ls, c, "wrong direction: the server whose name sorts first dials");
         return;
     }
     struct lconn *lc = calloc(1, sizeof *lc);
@@ -387,6 +395,7 @@ static void adopt_hello(struct links *ls, struct conn *c, const struct link_msg 
         return;
     }
     *lc = (struct lconn){.l = l, .c = c, .state = LC_WELCOMED};
+    link_label_unproved(lc);
     memcpy(lc->nonce_d, m->nonce.p, LINK_NONCE_HEX);
     if (link_nonce(lc->nonce_a) < 0) {
         free(lc);
@@ -400,8 +409,20 @@ static void adopt_hello(struct links *ls, struct conn *c, const struct link_msg 
     conn_set_ops(c, &link_ops, ls, lc, 1);
     setup_conn(ls, c);
     l->pend[pend_slot(l)] = lc;
-    log_info("link %s: hello from %s", l->peer->name, c->peer);
+    log_info("%s: hello", lc->label);
     link_send_ctl(lc, LOG_INFO, "%s WELCOME %s %s", LINK_VERSION, link_self_name(ls), lc->nonce_a);
+}
+
+/* Every log_link_summary: one line per live link that carried traffic. */
+static void on_summary(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct links *ls = t->data;
+    (void)revents;
+    for (size_t i = 0; i < ls->n; i++)
+        if (ls->v[i].up)
+            link_summary(ls->v[i].up, "traffic");
+    t->repeat = ls->cfg->log_link_summary; /* a reload may have changed it */
+    ev_timer_again(loop, t);
 }
 
 static uint64_t seed(void)
@@ -439,6 +460,8 @@ struct links *links_new(struct ev_loop *loop, struct conn_pool *pool, struct sto
                          .rng = seed()};
     ev_init(&ls->relay_timer, link_relay_flush_all);
     ls->relay_timer.data = ls;
+    ev_init(&ls->summary_timer, on_summary);
+    ls->summary_timer.data = ls;
     for (size_t i = 0; i < ls->n; i++) {
         struct link *l = &v[i];
         l->ls = ls;
@@ -454,6 +477,8 @@ struct links *links_new(struct ev_loop *loop, struct conn_pool *pool, struct sto
 
 void links_start(struct links *ls)
 {
+    ls->summary_timer.repeat = ls->cfg->log_link_summary;
+    ev_timer_again(ls->loop, &ls->summary_timer);
     for (size_t i = 0; i < ls->n; i++) {
         if (ls->v[i].we_dial)
             dial_now(&ls->v[i]);
@@ -467,6 +492,7 @@ void links_stop(struct links *ls)
     if (ls == NULL || ls->stopping)
         return;
     ls->stopping = 1;
+    ev_timer_stop(ls->loop, &ls->summary_timer);
     for (size_t i = 0; i < ls->n; i++) {
         struct link *l = &ls->v[i];
         ev_timer_stop(ls->loop, &l->redial);
@@ -531,9 +557,9 @@ void links_adopt(struct links *ls, struct conn *c, const char *line, size_t len)
     case LINK_MSG_HELLO: adopt_hello(ls, c, &m); return;
     case LINK_MSG_KNOCK: link_got_knock(ls, c, &m); return;
     case LINK_MSG_VERSION:
-        refuse_conn(c, "unsupported version: this server speaks " LINK_VERSION);
+        refuse_conn(ls, c, "unsupported version: this server speaks " LINK_VERSION);
         return;
-    default: refuse_conn(c, "expected HELLO"); return;
+    default: refuse_conn(ls, c, "expected HELLO"); return;
     }
 }
 

@@ -34,6 +34,7 @@ struct server {
     ev_prepare prep;
     ev_timer log_timer; /* writes the log within LOG_DELAY when idle */
     double log_written; /* monotonic: when the log was last written */
+    struct log_limit accept_warn, refuse_warn;
 };
 
 static void accept_one(struct server *srv, int fd, const char *peer)
@@ -47,26 +48,42 @@ static void accept_one(struct server *srv, int fd, const char *peer)
     log_debug("client %s: connected", c->peer);
 }
 
+/* accept() failed with ERR. Out of descriptors or memory, the queued
+ * connection would wake the loop forever: accepting pauses for a moment. */
+static void accept_failed(struct server *srv, int err)
+{
+    uint64_t quiet;
+    int scarce = err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+    if (err == EAGAIN || err == EINTR || err == ECONNABORTED)
+        return;
+    if (scarce) {
+        ev_io_stop(srv->loop, &srv->lio);
+        ev_timer_start(srv->loop, &srv->accept_pause);
+    }
+    if (log_limit(&srv->accept_warn, 1.0, &quiet))
+        log_warn("accept: %s%s (%llu more since the last warning)", strerror(err),
+                 scarce ? "; pausing accepts for 100 ms" : "", (unsigned long long)quiet);
+}
+
 static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct server *srv = io->data;
+    (void)loop;
     (void)revents;
     for (int i = 0; i < 64; i++) { /* bounded: other watchers get their turn */
         char peer[64];
         int fd = net_accept(srv->lfd, peer, sizeof peer);
+        uint64_t quiet;
         if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                log_warn("accept: %s; pausing accepts for 100 ms", strerror(errno));
-                ev_io_stop(loop, &srv->lio);
-                ev_timer_start(loop, &srv->accept_pause);
-            } else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
-                log_warn("accept: %s", strerror(errno));
-            }
+            accept_failed(srv, errno);
             return;
         }
         size_t n = conn_pool_clients(srv->pool);
         if (n >= srv->cfg->max_connections) {
-            log_warn("client %s: refused, %zu clients connected (max_connections)", peer, n);
+            if (log_limit(&srv->refuse_warn, 1.0, &quiet))
+                log_warn("client %s: refused, %zu clients connected (max_connections; %llu "
+                         "more refused since the last warning)",
+                         peer, n, (unsigned long long)quiet);
             close(fd);
             continue;
         }

@@ -162,7 +162,7 @@ class TestFlood(HerdCase):
         self.assertNotRegex(self.log_text("Jaquez"), r'link \S+ out "AT Jaquez')
 
     def test_each_link_carries_an_update_once_and_never_back(self):
-        ports = self.five()
+        ports = self.five(herd={"log_level": "debug"})  # link lines are logged at debug
         self.wait_herd_up()
         client = "count-%d.example" % os.getpid()
         self.iamat(ports["Riley"], client, "%d.0" % T0)
@@ -349,7 +349,7 @@ class TestSecret(HerdCase):
         self.start_worker(cfg_b, "Bob", ports["Bob"])
         wait_for(lambda: "handshake refused: wrong secret" in self.log_text("Bob"),
                  what="Bob refuses Alice")
-        wait_for(lambda: "refused by the neighbour: wrong secret" in self.log_text("Alice"),
+        wait_for(lambda: 'refused by the neighbour: "wrong secret"' in self.log_text("Alice"),
                  what="Alice told why")
         self.iamat(ports["Alice"], "kiwi", "%d.0" % T0)
         time.sleep(0.3)

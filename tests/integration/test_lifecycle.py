@@ -76,7 +76,12 @@ class Lifecycle(HerdTestCase):
         self.port = free_port()
         self.cfg = self.config({"Riley": self.port},
                                herd={"places_api": "legacy", "places_url": self.places.url,
-                                     "places_timeout": "5s", "places_cache_ttl": 0})
+                                     "places_timeout": "%gs" % (5 * SLOW),
+                                     "places_cache_ttl": 0,
+                                     # Places answers after 0.4 s (times SLOW): the
+                                     # drain must outlast it.
+                                     "stop_drain": "%gs" % (2 * SLOW),
+                                     "stop_timeout": "%gs" % (10 * SLOW)})
         self.w = self.start_worker(self.cfg, "Riley", self.port,
                                    env={"HERD_PLACES_KEY": "k"})
 
