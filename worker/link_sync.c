@@ -57,16 +57,19 @@ static void got_at(struct lconn *lc, const char *line, size_t len)
     struct proto_msg m;
     char at[AT_BUF];
     struct proto_str id;
+    struct proto_time origin;
     const struct store_rec *rec = NULL;
-    int rc = proto_parse(line, len, &m) == PROTO_AT ? link_at_canon(&m, at, sizeof at, &id) : -1;
+    int rc = proto_parse(line, len, &m) == PROTO_AT && proto_at_origin(&m, &origin) == 0
+                 ? link_at_canon(&m, at, sizeof at, &id)
+                 : -1;
     if (rc < 0) {
         if (quiet)
             link_log_io(LOG_INFO, lc->l, "in", line, len);
         log_warn("link %s: ignoring a line that is not an AT line", lc->l->peer->name);
     } else {
         w->stats.floods_in++;
-        rc = store_put(w->store, id, m.t, at, (size_t)rc, &rec);
-        if (rc < 0)
+        rc = store_put(w->store, id, m.t, store_ns(origin), worker_now_ns(w), at, (size_t)rc, &rec);
+        if (rc < 0 && rc != STORE_EXPIRED) /* expired on arrival: counted by the store */
             worker_store_failed(w, id.p, id.len);
     }
     if (quiet)
@@ -145,15 +148,17 @@ static void resync_done(struct lconn *lc)
     link_send_ctl(lc, LOG_INFO, "%s SYNCED %zu", LINK_VERSION, lc->out_recs);
 }
 
-/* Queues records [cursor, end) behind a SYNC header. -1 when the conn closed. */
-static int send_batch(struct lconn *lc, size_t end)
+/* Queues the N live records of [cursor, end) behind a SYNC header. -1 when
+ * the conn closed. */
+static int send_batch(struct lconn *lc, size_t end, size_t n, int64_t now)
 {
     const struct store *st = lc->l->ls->w->store;
-    size_t n = end - lc->cursor;
     if (link_send_ctl(lc, LOG_DEBUG, "%s SYNC %zu", LINK_VERSION, n) < 0)
         return -1;
     for (; lc->cursor < end; lc->cursor++) {
-        const struct store_rec *r = store_at(st, lc->cursor);
+        const struct store_rec *r = store_at(st, lc->cursor, now);
+        if (r == NULL) /* a hole, or expired: never sent */
+            continue;
         char line[AT_BUF];
         if (r->len + 1u > sizeof line) { /* cannot happen: records are AT lines */
             conn_close(lc->c, "oversized record");
@@ -175,15 +180,23 @@ void link_resync_fill(struct lconn *lc)
     const struct store *st = lc->l->ls->w->store;
     struct conn *c = lc->c;
     size_t chunk = resync_chunk(c);
+    int64_t now = worker_now_ns(lc->l->ls->w); /* one instant for count and send */
     while (lc->dumping && buf_len(&c->out) < chunk) {
         if (lc->cursor >= lc->dump_end) {
             resync_done(lc);
             return;
         }
-        size_t end = lc->cursor, bytes = 0;
-        while (end < lc->dump_end && bytes < chunk)
-            bytes += store_at(st, end++)->len + 1u;
-        if (send_batch(lc, end) < 0)
+        size_t end = lc->cursor, bytes = 0, n = 0;
+        for (; end < lc->dump_end && bytes < chunk; end++) {
+            const struct store_rec *r = store_at(st, end, now);
+            if (r != NULL) {
+                bytes += r->len + 1u;
+                n++;
+            }
+        }
+        if (n == 0)
+            lc->cursor = end;
+        else if (send_batch(lc, end, n, now) < 0)
             return;
     }
 }
@@ -196,7 +209,7 @@ void link_resync_start(struct lconn *lc)
 {
     lc->dumping = 1;
     lc->cursor = 0;
-    lc->dump_end = store_count(lc->l->ls->w->store);
+    lc->dump_end = store_end(lc->l->ls->w->store);
     lc->out_recs = lc->out_bytes = 0;
     lc->out_t0 = ev_time();
     lc->c->low_water = resync_chunk(lc->c);

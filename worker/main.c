@@ -112,6 +112,13 @@ static void on_reopen_signal(struct ev_loop *loop, ev_signal *sig, int revents)
 const struct worker_stats *worker_stats(struct worker *w)
 {
     w->stats.clients = w->store ? store_count(w->store) : 0;
+    if (w->store) {
+        struct store_stats ss;
+        store_get_stats(w->store, &ss);
+        w->stats.expired = ss.expired;
+        w->stats.evicted = ss.evicted;
+        w->stats.expired_arrival = ss.expired_arrival;
+    }
     w->stats.connections = w->server ? server_clients(w->server) : 0;
     if (w->links) {
         links_count(w->links, &w->stats.links_up, &w->stats.links_total);
@@ -130,11 +137,59 @@ void worker_store_failed(struct worker *w, const char *id, size_t len)
         quiet++;
         return;
     }
-    log_warn("store: update of %.*s not kept: %s (and %llu more since the last warning)",
-             (int)(len < 64 ? len : 64), id, err == ENOSPC ? "max_clients reached" : strerror(err),
+    char what[160];
+    snprintf(what, sizeof what,
+             "store: update not kept (%s; %llu more since the last warning):", strerror(err),
              (unsigned long long)quiet);
+    log_line(LOG_WARN, what, id, len); /* the ID is network bytes: escaped */
     last = now;
     quiet = 0;
+}
+
+int64_t worker_now_ns(const struct worker *w)
+{
+    return (int64_t)(ev_now(w->loop) * 1e9);
+}
+
+/* Records a step looks at: a few hundred microseconds of work at most. */
+#define EXPIRE_BUDGET 2000
+/* Between steps while expired records remain, and while none is due. */
+#define EXPIRE_BUSY 0.005
+#define EXPIRE_IDLE 0.1
+/* The expiry and eviction summary is logged at most this often. */
+#define EXPIRE_LOG_EVERY 10.0
+
+/* Logs what expiry and eviction did since the last summary, if anything. */
+static void expire_summary(struct worker *w)
+{
+    static struct store_stats told;
+    static ev_tstamp last;
+    ev_tstamp now = ev_now(w->loop);
+    struct store_stats ss;
+    if (now - last < EXPIRE_LOG_EVERY)
+        return;
+    store_get_stats(w->store, &ss);
+    if (ss.expired != told.expired || ss.evicted != told.evicted ||
+        ss.expired_arrival != told.expired_arrival)
+        log_info("store: %llu expired, %llu evicted, %llu dropped as expired on arrival in "
+                 "%.0f s; %zu records, %zu bytes",
+                 (unsigned long long)(ss.expired - told.expired),
+                 (unsigned long long)(ss.evicted - told.evicted),
+                 (unsigned long long)(ss.expired_arrival - told.expired_arrival),
+                 last > 0 ? now - last : EXPIRE_LOG_EVERY, store_count(w->store),
+                 store_bytes(w->store));
+    told = ss;
+    last = now;
+}
+
+static void on_expire_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct worker *w = t->data;
+    (void)revents;
+    int more = store_expire_step(w->store, worker_now_ns(w), EXPIRE_BUDGET);
+    t->repeat = more ? EXPIRE_BUSY : EXPIRE_IDLE;
+    ev_timer_again(loop, t);
+    expire_summary(w);
 }
 
 void worker_stop(struct worker *w, const char *why)
@@ -172,6 +227,11 @@ static int worker_setup(struct worker *w, const struct opts *o)
         return 1;
     }
     store_set_max(w->store, w->cfg->max_clients);
+    store_set_max_memory(w->store, w->cfg->max_store_memory);
+    store_set_ttl(w->store, w->cfg->client_ttl);
+    ev_timer_init(&w->expire_timer, on_expire_timer, 0., EXPIRE_IDLE);
+    w->expire_timer.data = w;
+    ev_timer_again(w->loop, &w->expire_timer);
     w->places = places_new(w->loop, w->cfg, err, sizeof err);
     if (w->places == NULL) {
         log_error("places: %s", err);
@@ -204,6 +264,7 @@ static int worker_setup(struct worker *w, const struct opts *o)
 
 static void worker_teardown(struct worker *w)
 {
+    ev_timer_stop(w->loop, &w->expire_timer);
     links_free(w->links);
     server_free(w->server);
     chan_free(w->chan);

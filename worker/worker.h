@@ -27,9 +27,12 @@ struct worker_stats {
     uint64_t requests;      /* client lines answered */
     uint64_t iamat;
     uint64_t whatsat;
-    uint64_t invalid;    /* lines answered "? " */
-    uint64_t floods_in;  /* AT lines received on links */
-    uint64_t floods_out; /* AT lines sent on links */
+    uint64_t invalid;         /* lines answered "? " */
+    uint64_t floods_in;       /* AT lines received on links */
+    uint64_t floods_out;      /* AT lines sent on links */
+    uint64_t expired;         /* client records reaped after client_ttl */
+    uint64_t evicted;         /* client records dropped to make room for new IDs */
+    uint64_t expired_arrival; /* AT lines dropped: expired when they arrived */
 };
 
 struct worker {
@@ -43,6 +46,7 @@ struct worker {
     struct server *server; /* owned: listener and connections */
     struct chan *chan;     /* owned: supervisor channel, NULL standalone */
     struct worker_stats stats;
+    ev_timer expire_timer; /* store_expire_step in small steps */
     int stopping;
 };
 
@@ -55,6 +59,9 @@ const struct worker_stats *worker_stats(struct worker *w);
 /* Logs that an update of client ID could not be stored (errno says why),
  * at most once a second with a count of the ones not logged. */
 void worker_store_failed(struct worker *w, const char *id, size_t len);
+
+/* The loop's wall-clock time (ev_now) in ns since the epoch. */
+int64_t worker_now_ns(const struct worker *w);
 
 /* Starts a graceful stop: close the listener, flush, leave the loop. */
 void worker_stop(struct worker *w, const char *why);
