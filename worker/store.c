@@ -33,8 +33,9 @@
 #include <unistd.h>
 
 #define NS_PER_SEC 1000000000LL
-/* Records a full store samples to pick one to evict. */
-#define EVICT_SAMPLES 16
+/* Records a full store samples per eviction, and the candidates it keeps. */
+#define EVICT_SAMPLES 5
+#define EVICT_POOL    16
 /* Evictions a single put does at most (the step does the rest when the
  * bounds were lowered a lot at once). */
 #define EVICT_PER_PUT 8
@@ -44,6 +45,11 @@
 union store_ent {
     struct store_rec *rec;
     uintptr_t free; /* a hole: (next hole + 1) << 1 | 1, 1 at the end */
+};
+
+struct store_cand {
+    uint32_t n; /* record number */
+    int64_t origin;
 };
 
 struct store {
@@ -65,6 +71,8 @@ struct store {
     size_t sweep;      /* next number the sweep looks at */
     int64_t sweep_min; /* oldest origin instant seen by this sweep */
     struct store_stats stats;
+    struct store_cand pool[EVICT_POOL]; /* oldest candidates first */
+    size_t npool;
 };
 
 static uint64_t hash_id(uint64_t seed, const char *p, size_t len)
@@ -306,32 +314,72 @@ static uint64_t rng_next(struct store *st)
     return x;
 }
 
-/* The number of the record to evict: the oldest origin among a sample, or
- * an expired one met on the way (*was_expired set). */
+/* A random number in [0, n), n < 2^32 (no division on the hot path). */
+static size_t rng_below(struct store *st, size_t n)
+{
+    return (size_t)(((rng_next(st) >> 32) * (uint64_t)n) >> 32);
+}
+
+/* Adds record N to the eviction pool, kept sorted oldest origin first. */
+static void pool_add(struct store *st, uint32_t n, int64_t origin)
+{
+    size_t k = st->npool;
+    for (size_t j = 0; j < k; j++)
+        if (st->pool[j].n == n)
+            return;
+    if (k == EVICT_POOL) {
+        if (origin >= st->pool[k - 1].origin)
+            return;
+        k--; /* the youngest candidate makes way */
+    } else {
+        st->npool++;
+    }
+    while (k > 0 && st->pool[k - 1].origin > origin) {
+        st->pool[k] = st->pool[k - 1];
+        k--;
+    }
+    st->pool[k].n = n;
+    st->pool[k].origin = origin;
+}
+
+/*
+ * The number of the record to evict (Redis's eviction pool): a few random
+ * records join a pool of the oldest candidates seen so far, and the oldest
+ * one still as it was goes. An expired record met on the way goes first
+ * (*was_expired set).
+ */
 static size_t evict_pick(struct store *st, int64_t cut, int *was_expired)
 {
-    size_t best = SIZE_MAX;
-    int64_t best_origin = INT64_MAX;
+    size_t idx[EVICT_SAMPLES];
     *was_expired = 0;
-    for (int tries = 0, seen = 0; tries < 4 * EVICT_SAMPLES && seen < EVICT_SAMPLES; tries++) {
-        size_t n = (size_t)(rng_next(st) % st->nrecs);
+    /* Draw, then prefetch, then read: the cache misses overlap. */
+    for (int j = 0; j < EVICT_SAMPLES; j++) {
+        idx[j] = rng_below(st, st->nrecs);
+        __builtin_prefetch(&st->recs[idx[j]]);
+    }
+    for (int j = 0; j < EVICT_SAMPLES; j++)
+        if (!is_hole(st->recs[idx[j]]))
+            __builtin_prefetch(st->recs[idx[j]].rec);
+    for (int j = 0; j < EVICT_SAMPLES; j++) {
+        size_t n = idx[j];
         if (is_hole(st->recs[n]))
             continue;
-        seen++;
         const struct store_rec *r = st->recs[n].rec;
         if (expired(r, cut)) {
             *was_expired = 1;
             return n;
         }
-        if (best == SIZE_MAX || r->origin < best_origin) {
-            best = n;
-            best_origin = r->origin;
-        }
+        pool_add(st, (uint32_t)n, r->origin);
     }
-    if (best != SIZE_MAX)
-        return best;
+    while (st->npool > 0) {
+        struct store_cand c = st->pool[0];
+        memmove(st->pool, st->pool + 1, --st->npool * sizeof *st->pool);
+        /* Still there and not replaced by a newer update since sampled? */
+        if (c.n < st->nrecs && !is_hole(st->recs[c.n]) && st->recs[c.n].rec->origin == c.origin)
+            return c.n;
+    }
     /* Mostly holes: the first live record from a random point. */
-    size_t n = (size_t)(rng_next(st) % st->nrecs);
+    size_t n = rng_below(st, st->nrecs);
     while (is_hole(st->recs[n]))
         n = (n + 1) % st->nrecs;
     return n;
