@@ -135,6 +135,9 @@ static json_object *heartbeat_json(struct chan *c)
     add_u64(o, "invalid", st->invalid);
     add_u64(o, "floods_in", st->floods_in);
     add_u64(o, "floods_out", st->floods_out);
+    add_u64(o, "expired", st->expired);
+    add_u64(o, "evicted", st->evicted);
+    add_u64(o, "expired_arrival", st->expired_arrival);
     add_u64(o, "dropped", c->dropped);
     json_object_object_add(o, "places", places_json(st));
     return o;

@@ -24,9 +24,12 @@ struct chan_stats {
     uint64_t requests;      /* client lines answered */
     uint64_t iamat;
     uint64_t whatsat;
-    uint64_t invalid;    /* lines answered "? " */
-    uint64_t floods_in;  /* AT lines received on links */
-    uint64_t floods_out; /* AT lines sent on links */
+    uint64_t invalid;         /* lines answered "? " */
+    uint64_t floods_in;       /* AT lines received on links */
+    uint64_t floods_out;      /* AT lines sent on links */
+    uint64_t expired;         /* client records reaped after client_ttl */
+    uint64_t evicted;         /* client records dropped to make room for new IDs */
+    uint64_t expired_arrival; /* AT lines dropped: expired when they arrived */
     struct {
         uint64_t upstream, hits, coalesced, errors, in_flight, cached;
     } places;

@@ -207,8 +207,9 @@ static void handle_iamat(struct conn *c, const struct proto_msg *m, struct proto
     size_t tail = m->id.len + 1 + m->loc.len + 1 + m->time.len;
     struct proto_str id = {at + (size_t)n - tail, m->id.len};
     const struct store_rec *rec;
-    int rc = store_put(x->store, id, m->t, at, (size_t)n, &rec);
-    if (rc < 0) { /* not kept: the client must not believe it was */
+    int64_t origin = store_ns(now); /* this server got it: the record's origin */
+    int rc = store_put(x->store, id, m->t, origin, origin, at, (size_t)n, &rec);
+    if (rc < 0 && rc != STORE_EXPIRED) { /* not kept: the client must not believe it was */
         store_failed(x, m->id);
         reply_invalid(c, line, len);
         return;
@@ -236,10 +237,11 @@ static void on_places(void *arg, const char *json, size_t len)
     flush_slots(c);
 }
 
-static void handle_whatsat(struct conn *c, const struct proto_msg *m, const char *line, size_t len)
+static void handle_whatsat(struct conn *c, const struct proto_msg *m, struct proto_time now,
+                           const char *line, size_t len)
 {
     struct client_ctx *x = ctx_of(c);
-    const struct store_rec *rec = store_get(x->store, m->id.p, m->id.len);
+    const struct store_rec *rec = store_get(x->store, m->id.p, m->id.len, store_ns(now));
     struct proto_msg at;
     struct proto_str lat, lng;
     if (rec == NULL || proto_parse(rec->line, rec->len, &at) != PROTO_AT ||
@@ -282,7 +284,7 @@ static void client_line(struct conn *c, char *line, size_t len)
         return;
     case PROTO_WHATSAT:
         x->stats.requests++;
-        handle_whatsat(c, &m, line, len);
+        handle_whatsat(c, &m, now, line, len);
         return;
     case PROTO_INVALID:
         if (!queued(c) && links_is_hello(line, len)) {

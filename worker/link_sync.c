@@ -46,6 +46,12 @@ static void batch_count(struct lconn *lc, size_t len, int rc)
                   lc->rl_new, lc->rl_bytes);
 }
 
+/* The loop's wall-clock time in ns: record expiry is wall-clock by definition. */
+static int64_t wall_ns(const struct links *ls)
+{
+    return (int64_t)(ev_now(ls->loop) * 1e9);
+}
+
 /* An update the store could not keep (errno says why). */
 static void store_failed(struct links *ls, struct proto_str id)
 {
@@ -84,14 +90,17 @@ static void got_at(struct lconn *lc, const char *line, size_t len)
     struct proto_msg m;
     char at[AT_BUF];
     struct proto_str id;
+    struct proto_time origin;
     const struct store_rec *rec = NULL;
-    int rc = proto_parse(line, len, &m) == PROTO_AT ? link_at_canon(&m, at, sizeof at, &id) : -1;
+    int rc = proto_parse(line, len, &m) == PROTO_AT && proto_at_origin(&m, &origin) == 0
+                 ? link_at_canon(&m, at, sizeof at, &id)
+                 : -1;
     if (rc < 0) {
         odd_line(lc, "a line that is not an AT line", line, len);
     } else {
         ls->stats.floods_in++;
-        rc = store_put(ls->store, id, m.t, at, (size_t)rc, &rec);
-        if (rc < 0)
+        rc = store_put(ls->store, id, m.t, store_ns(origin), wall_ns(ls), at, (size_t)rc, &rec);
+        if (rc < 0 && rc != STORE_EXPIRED) /* expired on arrival: counted by the store */
             store_failed(ls, id);
     }
     if (quiet)
@@ -184,15 +193,17 @@ static void resync_done(struct lconn *lc)
     link_send_ctl(lc, LOG_INFO, "%s SYNCED %zu", LINK_VERSION, lc->out_recs);
 }
 
-/* Queues records [cursor, end) behind a SYNC header. -1 when the conn closed. */
-static int send_batch(struct lconn *lc, size_t end)
+/* Queues the N live records of [cursor, end) behind a SYNC header. -1 when
+ * the conn closed. */
+static int send_batch(struct lconn *lc, size_t end, size_t n, int64_t now)
 {
     const struct store *st = lc->l->ls->store;
-    size_t n = end - lc->cursor;
     if (link_send_ctl(lc, LOG_DEBUG, "%s SYNC %zu", LINK_VERSION, n) < 0)
         return -1;
     for (; lc->cursor < end; lc->cursor++) {
-        const struct store_rec *r = store_at(st, lc->cursor);
+        const struct store_rec *r = store_at(st, lc->cursor, now);
+        if (r == NULL) /* a hole, or expired: never sent */
+            continue;
         char line[AT_BUF];
         if (r->len + 1u > sizeof line) { /* cannot happen: records are AT lines */
             conn_close(lc->c, "oversized record");
@@ -217,15 +228,23 @@ void link_resync_fill(struct lconn *lc)
     const struct store *st = lc->l->ls->store;
     struct conn *c = lc->c;
     size_t chunk = resync_chunk(c);
+    int64_t now = wall_ns(lc->l->ls); /* one instant for count and send */
     while (lc->dumping && buf_len(&c->out) < chunk) {
         if (lc->cursor >= lc->dump_end) {
             resync_done(lc);
             return;
         }
-        size_t end = lc->cursor, bytes = 0;
-        while (end < lc->dump_end && bytes < chunk)
-            bytes += store_at(st, end++)->len + 1u;
-        if (send_batch(lc, end) < 0)
+        size_t end = lc->cursor, bytes = 0, n = 0;
+        for (; end < lc->dump_end && bytes < chunk; end++) {
+            const struct store_rec *r = store_at(st, end, now);
+            if (r != NULL) {
+                bytes += r->len + 1u;
+                n++;
+            }
+        }
+        if (n == 0)
+            lc->cursor = end;
+        else if (send_batch(lc, end, n, now) < 0)
             return;
     }
 }
@@ -238,7 +257,7 @@ void link_resync_start(struct lconn *lc)
 {
     lc->dumping = 1;
     lc->cursor = 0;
-    lc->dump_end = store_count(lc->l->ls->store);
+    lc->dump_end = store_end(lc->l->ls->store);
     lc->out_recs = lc->out_bytes = 0;
     lc->out_t0 = mono_now();
     lc->c->low_water = resync_chunk(lc->c);

@@ -26,6 +26,7 @@
 #include "fsutil.h"
 #include "links.h"
 #include "log.h"
+#include "mono.h"
 #include "places.h"
 #include "server.h"
 #include "store.h"
@@ -43,8 +44,11 @@ struct worker {
     struct chan *chan;        /* owned; NULL standalone */
     struct client_ctx client; /* what client conns work with */
     ev_signal sterm, sint, susr1;
-    ev_timer drain_timer;  /* stop_drain */
-    ev_prepare stop_check; /* while stopping: is everything written? */
+    ev_timer expire_timer;   /* store_expire_step in small steps */
+    struct store_stats told; /* expiry and eviction counts last logged */
+    double told_at;          /* monotonic: when they were */
+    ev_timer drain_timer;    /* stop_drain */
+    ev_prepare stop_check;   /* while stopping: is everything written? */
     int stopping;
     int links_drained;
 };
@@ -62,6 +66,11 @@ static void fill_stats(void *arg, struct chan_stats *st)
     st->iamat = w->client.stats.iamat;
     st->whatsat = w->client.stats.whatsat;
     st->invalid = w->client.stats.invalid;
+    struct store_stats ss;
+    store_get_stats(w->store, &ss);
+    st->expired = ss.expired;
+    st->evicted = ss.evicted;
+    st->expired_arrival = ss.expired_arrival;
     links_get_stats(w->links, &ls);
     st->floods_in = ls.floods_in;
     st->floods_out = ls.floods_out;
@@ -72,6 +81,46 @@ static void fill_stats(void *arg, struct chan_stats *st)
     st->places.errors = ps.errors;
     st->places.in_flight = ps.in_flight;
     st->places.cached = ps.cached;
+}
+
+/* Records a step looks at: ~100 us of work (250 deletions) at most; at one
+ * step a millisecond while records are due, 1 M expired records go in ~4 s. */
+#define EXPIRE_BUDGET 1000
+/* Between steps while expired records remain, and while none is due. */
+#define EXPIRE_BUSY 0.001
+#define EXPIRE_IDLE 0.1
+/* The expiry and eviction summary is logged at most this often. */
+#define EXPIRE_LOG_EVERY 10.0
+
+/* Logs what expiry and eviction did since the last summary, if anything. */
+static void expire_summary(struct worker *w)
+{
+    double now = mono_now();
+    struct store_stats ss;
+    if (now - w->told_at < EXPIRE_LOG_EVERY)
+        return;
+    store_get_stats(w->store, &ss);
+    if (ss.expired != w->told.expired || ss.evicted != w->told.evicted ||
+        ss.expired_arrival != w->told.expired_arrival)
+        log_info("store: %llu expired, %llu evicted, %llu dropped as expired on arrival in "
+                 "%.0f s; %zu records, %zu bytes",
+                 (unsigned long long)(ss.expired - w->told.expired),
+                 (unsigned long long)(ss.evicted - w->told.evicted),
+                 (unsigned long long)(ss.expired_arrival - w->told.expired_arrival),
+                 w->told_at > 0 ? now - w->told_at : EXPIRE_LOG_EVERY, store_count(w->store),
+                 store_bytes(w->store));
+    w->told = ss;
+    w->told_at = now;
+}
+
+static void on_expire_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct worker *w = t->data;
+    (void)revents;
+    int more = store_expire_step(w->store, (int64_t)(ev_now(loop) * 1e9), EXPIRE_BUDGET);
+    t->repeat = more ? EXPIRE_BUSY : EXPIRE_IDLE;
+    ev_timer_again(loop, t);
+    expire_summary(w);
 }
 
 /* A link came up, went down or synced: the supervisor hears it now. */
@@ -185,6 +234,11 @@ static int setup_core(struct worker *w, const struct worker_opts *o)
         return 1;
     }
     store_set_max(w->store, w->cfg->max_clients);
+    store_set_max_memory(w->store, w->cfg->max_store_memory);
+    store_set_ttl(w->store, w->cfg->client_ttl);
+    ev_timer_init(&w->expire_timer, on_expire_timer, 0., EXPIRE_IDLE);
+    w->expire_timer.data = w;
+    ev_timer_again(w->loop, &w->expire_timer);
     w->places = places_new(w->loop, w->cfg, err, sizeof err);
     if (w->places == NULL) {
         log_error("places: %s", err);
@@ -238,6 +292,7 @@ static void worker_teardown(struct worker *w)
         ev_timer_stop(w->loop, &w->drain_timer);
         ev_prepare_stop(w->loop, &w->stop_check);
     }
+    ev_timer_stop(w->loop, &w->expire_timer);
     links_free(w->links);
     conn_pool_free(w->pool);
     server_free(w->server);

@@ -174,21 +174,6 @@ class Limits(HerdTestCase):
         self.assertTrue(c.closed(timeout=3))
         self.assertGreater(time.monotonic() - t0, 0.2)
 
-    def test_max_clients_refuses_new_ids_not_updates(self):
-        port = free_port()
-        cfg = self.config({"Riley": port}, herd={"max_clients": 3})
-        self.start_worker(cfg, "Riley", port)
-        c = self.client(port)
-        for i in range(3):
-            self.assertTrue(c.ask("IAMAT cap%d +1+1 5" % i).startswith("AT Riley "))
-        self.assertEqual(c.ask("IAMAT cap3 +1+1 5"), "? IAMAT cap3 +1+1 5")
-        self.assertTrue(c.ask("IAMAT cap0 +2+2 6").startswith("AT Riley "))
-        at, _ = c.whatsat("cap0")
-        self.assertTrue(at.endswith(" cap0 +2+2 6"), at)
-        self.assertEqual(c.ask("WHATSAT cap3 10 1"), "? WHATSAT cap3 10 1")
-        wait_for(lambda: "max_clients reached" in self.log_text("Riley"), 2,
-                 what="the warning in the log")
-
     def test_max_connections(self):
         port = free_port()
         cfg = self.config({"Riley": port}, herd={"max_connections": 5})

@@ -15,6 +15,9 @@ from herdtest import FIVE, FIVE_LINKS, RSS_SLACK, SLOW, HerdTestCase, free_port,
 
 LOC = "+34.068930-118.445127"
 T0 = 1621464827
+# The diff of a fake neighbour's AT lines for client time T0: their origin
+# instant (T0 + diff) is now, so client_ttl does not expire them.
+DIFF = "+%d.000000001" % (int(time.time()) - T0)
 # SPEC §5's "within about a second" (stretched for sanitized builds).
 SECOND = 1.0 * SLOW
 
@@ -367,9 +370,9 @@ class TestSecret(HerdCase):
         self.wait_log("Bob", "handshake refused: wrong secret")
         good = self.fake(ports["Bob"], "Alice", "Bob", secret=self.SECRET)
         self.assertEqual(good.handshake(), good.expected_ok, "the worker proves it too")
-        good.send("AT Alice +0.000000001 kiwi %s %d.0" % (LOC, T0))
+        good.send("AT Alice %s kiwi %s %d.0" % (DIFF, LOC, T0))
         line = self.wait_known(ports["Bob"], "kiwi")
-        self.assertEqual(line, "AT Alice +0.000000001 kiwi %s %d.0" % (LOC, T0))
+        self.assertEqual(line, "AT Alice %s kiwi %s %d.0" % (DIFF, LOC, T0))
 
     def test_strangers_hellos_do_not_push_out_the_neighbours_handshake(self):
         ports, _, cfg_b = self.two(None, self.SECRET)
@@ -387,15 +390,15 @@ class TestSecret(HerdCase):
         good.send("HERD/1 AUTH " + proof(self.SECRET, "D", "Alice", "Bob", nonce_d, m.group(1)))
         self.assertEqual(good.recv_line(), "HERD/1 OK " + proof(
             self.SECRET, "A", "Alice", "Bob", nonce_d, m.group(1)))
-        good.send("AT Alice +0.000000001 kiwi %s %d.0" % (LOC, T0))
+        good.send("AT Alice %s kiwi %s %d.0" % (DIFF, LOC, T0))
         self.assertEqual(self.wait_known(ports["Bob"], "kiwi"),
-                         "AT Alice +0.000000001 kiwi %s %d.0" % (LOC, T0))
+                         "AT Alice %s kiwi %s %d.0" % (DIFF, LOC, T0))
 
     def test_client_at_line_is_refused(self):
         ports, _, cfg_b = self.two(None, self.SECRET)
         self.start_worker(cfg_b, "Bob", ports["Bob"])
         c = self.client(ports["Bob"])
-        at = "AT Alice +0.000000001 kiwi %s %d.0" % (LOC, T0)
+        at = "AT Alice %s kiwi %s %d.0" % (DIFF, LOC, T0)
         self.assertEqual(c.ask(at), "? " + at)
         self.assertIsNone(self.at_line(ports["Bob"], "kiwi"))
 
@@ -414,7 +417,7 @@ class TestSecret(HerdCase):
         f = self.fake(ports["Bob"], "Alice", "Bob", secret=self.SECRET)
         f.send("HERD/1 HELLO Alice Bob " + "ab" * 16)
         self.assertTrue(f.recv_line().startswith("HERD/1 WELCOME Bob "))
-        f.send("AT Alice +0.000000001 kiwi %s %d.0" % (LOC, T0))
+        f.send("AT Alice %s kiwi %s %d.0" % (DIFF, LOC, T0))
         self.assertTrue(f.recv_line().startswith("HERD/1 REFUSED"))
         self.assertIsNone(self.at_line(ports["Bob"], "kiwi"))
 
