@@ -259,6 +259,18 @@ void log_line(enum log_level level, const char *prefix, const char *line, size_t
         log_flush();
 }
 
+void log_line_limited(struct log_limit *l, enum log_level level, const char *what, const char *line,
+                      size_t len)
+{
+    uint64_t quiet;
+    char prefix[256];
+    if (!log_enabled(level) || !log_limit(l, 1.0, &quiet))
+        return;
+    snprintf(prefix, sizeof prefix, "%s (%llu more since the last warning):", what,
+             (unsigned long long)quiet);
+    log_line(level, prefix, line, len);
+}
+
 int log_limit(struct log_limit *l, double interval, uint64_t *quiet)
 {
     double now = mono_now();

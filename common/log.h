@@ -62,6 +62,11 @@ struct log_limit {
 };
 int log_limit(struct log_limit *l, double interval, uint64_t *quiet);
 
+/* log_line at most once a second through L: "WHAT (N more since the last
+ * warning): \"LINE\"" with LINE escaped. */
+void log_line_limited(struct log_limit *l, enum log_level level, const char *what, const char *line,
+                      size_t len);
+
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)
 #define log_info(...)  log_msg(LOG_INFO, __VA_ARGS__)

@@ -174,15 +174,9 @@ static void reply_invalid(struct conn *c, const char *line, size_t len)
 /* An update the store could not keep (errno says why; the client hears "? "). */
 static void store_failed(struct client_ctx *x, struct proto_str id)
 {
-    int err = errno;
-    uint64_t quiet;
-    if (!log_limit(&x->store_warn, 1.0, &quiet))
-        return;
-    char prefix[192];
-    snprintf(prefix, sizeof prefix,
-             "store: update not kept (%s; %llu more since the last warning) for client",
-             err == ENOSPC ? "max_clients reached" : strerror(err), (unsigned long long)quiet);
-    log_line(LOG_WARN, prefix, id.p, id.len);
+    char what[128];
+    snprintf(what, sizeof what, "store: update not kept: %s; client", strerror(errno));
+    log_line_limited(&x->store_warn, LOG_WARN, what, id.p, id.len);
 }
 
 static struct proto_time now_exact(void)

@@ -55,15 +55,9 @@ static int64_t wall_ns(const struct links *ls)
 /* An update the store could not keep (errno says why). */
 static void store_failed(struct links *ls, struct proto_str id)
 {
-    int err = errno;
-    uint64_t quiet;
-    if (!log_limit(&ls->store_warn, 1.0, &quiet))
-        return;
-    char prefix[192];
-    snprintf(prefix, sizeof prefix,
-             "store: flooded update not kept (%s; %llu more since the last warning) for client",
-             err == ENOSPC ? "max_clients reached" : strerror(err), (unsigned long long)quiet);
-    log_line(LOG_WARN, prefix, id.p, id.len);
+    char what[128];
+    snprintf(what, sizeof what, "store: flooded update not kept: %s; client", strerror(errno));
+    log_line_limited(&ls->store_warn, LOG_WARN, what, id.p, id.len);
 }
 
 /* A line a neighbour should not send: the first one and then a count per
