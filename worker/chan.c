@@ -1,9 +1,11 @@
 /*
  * chan: the worker's end of the supervisor channel. Newline-terminated JSON
  * objects (json-c) go out: one "ready", then a "heartbeat" every
- * heartbeat_interval. Nothing the supervisor sends is needed yet, so input is
- * read and dropped; EOF means the supervisor died or closed us, and the worker
- * stops (the second no-orphan signal after PR_SET_PDEATHSIG).
+ * heartbeat_interval. Input is read as lines of at most CHAN_IN_MAX bytes:
+ * {"type":"save","id":N} asks for a snapshot now, answered by "saved" and
+ * a heartbeat once it ended; anything else is dropped. EOF means the
+ * supervisor died or closed us, and the worker stops (the second no-orphan
+ * signal after PR_SET_PDEATHSIG).
  */
 #include "chan.h"
 
@@ -19,11 +21,13 @@
 #include "log.h"
 #include "net.h"
 #include "places.h"
+#include "snapshot.h"
 #include "worker.h"
 
 /* A heartbeat is ~400 bytes; more than this queued means the supervisor is
  * not reading (stopped, or busy), and a stale heartbeat is worth nothing. */
 #define CHAN_OUT_MAX 16384
+#define CHAN_IN_MAX  512 /* a longer line from the supervisor is dropped */
 
 struct chan {
     struct worker *w;
@@ -35,6 +39,9 @@ struct chan {
     uint64_t dropped; /* messages not queued because out was full */
     size_t outlen;
     char out[CHAN_OUT_MAX];
+    size_t inlen;
+    int in_skip; /* dropping the rest of an overlong line */
+    char in[CHAN_IN_MAX];
 };
 
 static void chan_closed(struct chan *c, const char *why)
@@ -116,6 +123,35 @@ static json_object *places_json(const struct places *pl)
     return o;
 }
 
+static void add_secs(json_object *o, const char *key, double v)
+{
+    json_object_object_add(o, key, v < 0 ? NULL : json_object_new_double(v));
+}
+
+/* The last snapshot, or null without state_dir. */
+static json_object *snap_json(const struct snap *sn)
+{
+    struct snap_stats ss;
+    json_object *o;
+
+    if (sn == NULL)
+        return NULL;
+    snap_get_stats(sn, &ss);
+    o = json_object_new_object();
+    add_secs(o, "age", ss.age);
+    add_u64(o, "bytes", ss.bytes);
+    add_u64(o, "records", ss.records);
+    add_secs(o, "duration", ss.saves > 0 ? ss.duration : -1);
+    add_secs(o, "fork_ms", ss.saves > 0 ? ss.fork_ms : -1);
+    add_secs(o, "fork_ms_max", ss.fork_ms_max);
+    add_u64(o, "saves", ss.saves);
+    add_u64(o, "failures", ss.failures);
+    add_u64(o, "save_id", ss.save_id);
+    json_object_object_add(o, "running", json_object_new_boolean(ss.running));
+    json_object_object_add(o, "error", ss.error ? json_object_new_string(ss.error) : NULL);
+    return o;
+}
+
 static json_object *heartbeat_json(struct chan *c)
 {
     const struct worker_stats *st = worker_stats(c->w);
@@ -136,6 +172,7 @@ static json_object *heartbeat_json(struct chan *c)
     add_u64(o, "floods_out", st->floods_out);
     add_u64(o, "dropped", c->dropped);
     json_object_object_add(o, "places", places_json(c->w->places));
+    json_object_object_add(o, "snapshot", snap_json(c->w->snap));
     return o;
 }
 
@@ -160,6 +197,50 @@ void chan_ready(struct chan *c)
     chan_heartbeat(c);
 }
 
+void chan_saved(struct chan *c)
+{
+    json_object *o;
+
+    if (c == NULL || c->closed)
+        return;
+    o = json_object_new_object();
+    json_object_object_add(o, "type", json_object_new_string("saved"));
+    json_object_object_add(o, "snapshot", snap_json(c->w->snap));
+    chan_send(c, o);
+    chan_heartbeat(c);
+}
+
+static void chan_on_line(struct chan *c, const char *line)
+{
+    json_object *msg = json_tokener_parse(line), *v;
+
+    if (msg != NULL && json_object_object_get_ex(msg, "type", &v) &&
+        strcmp(json_object_get_string(v), "save") == 0 && c->w->snap != NULL) {
+        int64_t id = json_object_object_get_ex(msg, "id", &v) ? json_object_get_int64(v) : 0;
+        snap_force(c->w->snap, id > 0 ? (uint64_t)id : 0);
+    }
+    json_object_put(msg);
+}
+
+/* Splits what was read into lines; an overlong one is dropped whole. */
+static void chan_take(struct chan *c, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] != '\n') {
+            if (c->inlen < sizeof(c->in) - 1)
+                c->in[c->inlen++] = p[i];
+            else
+                c->in_skip = 1;
+            continue;
+        }
+        c->in[c->inlen] = '\0';
+        if (!c->in_skip)
+            chan_on_line(c, c->in);
+        c->inlen = 0;
+        c->in_skip = 0;
+    }
+}
+
 static void chan_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct chan *c = io->data;
@@ -170,8 +251,10 @@ static void chan_read_cb(struct ev_loop *loop, ev_io *io, int revents)
     for (;;) {
         ssize_t n = read(c->fd, buf, sizeof(buf));
 
-        if (n > 0)
+        if (n > 0) {
+            chan_take(c, buf, (size_t)n);
             continue;
+        }
         if (n == 0) {
             chan_closed(c, "reached EOF (supervisor gone)");
         } else if (errno == EINTR) {

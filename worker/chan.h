@@ -26,6 +26,9 @@ void chan_ready(struct chan *c);
 /* Sends a heartbeat now (also sent every heartbeat_interval). */
 void chan_heartbeat(struct chan *c);
 
+/* A snapshot ended: {"type":"saved"} and a heartbeat carrying it. */
+void chan_saved(struct chan *c);
+
 /* Stops the watchers and closes the channel. NULL is fine. */
 void chan_free(struct chan *c);
 

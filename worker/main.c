@@ -24,6 +24,7 @@
 #include "log.h"
 #include "places.h"
 #include "server.h"
+#include "snapshot.h"
 #include "store.h"
 #include "worker.h"
 
@@ -162,6 +163,35 @@ static int open_log(const struct cfg_herd *cfg, const char *name, int also_stder
     return 0;
 }
 
+/* Every store_put follows one of these: a change counter for snapshots. */
+static uint64_t worker_changes(void *arg)
+{
+    const struct worker *w = arg;
+    return w->stats.iamat + w->stats.floods_in;
+}
+
+static void worker_saved(void *arg)
+{
+    const struct worker *w = arg;
+    chan_saved(w->chan);
+}
+
+/* With state_dir: the snapshot is loaded before the worker listens. */
+static int worker_snap_setup(struct worker *w)
+{
+    char err[256];
+    if (w->cfg->state_dir == NULL)
+        return 0;
+    w->snap = snap_new(w->loop, w->cfg, w->self->name, w->store, worker_changes, worker_saved, w,
+                       err, sizeof err);
+    if (w->snap == NULL) {
+        log_error("snapshot: %s", err);
+        return -1;
+    }
+    snap_load(w->snap);
+    return 0;
+}
+
 /* Builds every module; returns the exit status to use on failure, or 0. */
 static int worker_setup(struct worker *w, const struct opts *o)
 {
@@ -184,6 +214,8 @@ static int worker_setup(struct worker *w, const struct opts *o)
             return 2;
         }
     }
+    if (worker_snap_setup(w) < 0)
+        return 1;
     w->server = server_new(w, &client_ops, err, sizeof err);
     if (w->server == NULL) {
         log_error("cannot listen on %s:%u: %s", w->self->host, (unsigned)w->self->port, err);
@@ -197,6 +229,8 @@ static int worker_setup(struct worker *w, const struct opts *o)
     log_info("listening on %s:%u (pid %ld, %zu neighbours)", w->self->host, (unsigned)w->self->port,
              (long)getpid(), w->self->npeers);
     links_start(w->links);
+    if (w->snap)
+        snap_start(w->snap);
     if (w->chan)
         chan_ready(w->chan);
     return 0;
@@ -204,6 +238,7 @@ static int worker_setup(struct worker *w, const struct opts *o)
 
 static void worker_teardown(struct worker *w)
 {
+    snap_free(w->snap);
     links_free(w->links);
     server_free(w->server);
     chan_free(w->chan);
@@ -264,8 +299,10 @@ int main(int argc, char **argv)
     ev_signal_start(w.loop, &sint);
     ev_signal_start(w.loop, &susr1);
     int rc = worker_setup(&w, &o);
-    if (rc == 0)
+    if (rc == 0) {
         ev_run(w.loop, 0);
+        snap_stop_save(w.snap); /* a graceful stop: the store as it is now */
+    }
     worker_teardown(&w);
     return rc;
 }

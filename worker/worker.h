@@ -17,6 +17,7 @@ struct places;
 struct links;
 struct server;
 struct chan;
+struct snap;
 
 struct worker_stats {
     uint64_t clients;       /* client records stored */
@@ -42,6 +43,7 @@ struct worker {
     struct links *links;   /* owned */
     struct server *server; /* owned: listener and connections */
     struct chan *chan;     /* owned: supervisor channel, NULL standalone */
+    struct snap *snap;     /* owned: snapshots, NULL without state_dir */
     struct worker_stats stats;
     int stopping;
 };
