@@ -201,9 +201,10 @@ static int take_line(struct walk *w, const char *line, size_t len)
         w->res->expired++;
         return 0;
     }
-    if (store_put(w->st, m.id, m.t, line, len, &out) < 0)
+    int rc = store_put(w->st, m.id, m.t, line, len, &out);
+    if (rc < 0)
         w->res->refused++;
-    else
+    else if (rc > 0)
         w->res->records++;
     return 0;
 }
