@@ -18,7 +18,7 @@ struct store;
 #define SNAP_VERSION    1u
 #define SNAP_HEADER_LEN 40u
 #define SNAP_BLOCK_HDR  12u
-#define SNAP_BLOCK_MAX  (256u * 1024u) /* payload bytes per block at most */
+#define SNAP_BLOCK_MAX  ((size_t)256 * 1024) /* payload bytes per block at most */
 #define SNAP_WRITE_BUF  (SNAP_BLOCK_HDR + SNAP_BLOCK_MAX + PROTO_AT_MAX + 8)
 
 /* Why a file was refused (snap_decode). */

@@ -279,7 +279,7 @@ static void set_aside(struct snap *s, const char *why)
 static uint64_t load_map(struct snap *s, int fd, const struct stat *sb)
 {
     char why[160];
-    struct snap_result r;
+    struct snap_result r = {0};
     enum snap_bad b;
     double t0 = ev_time();
     size_t len = (size_t)sb->st_size;
@@ -361,7 +361,7 @@ static void abandon_child(struct snap *s)
 
 void snap_stop_save(struct snap *s)
 {
-    struct snap_result r;
+    struct snap_result r = {0};
 
     if (s == NULL)
         return;
