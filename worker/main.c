@@ -176,19 +176,29 @@ static void worker_saved(void *arg)
     chan_saved(w->chan);
 }
 
+/* The worker's store, empty, with its limits: made at start and by a load. */
+static struct store *worker_store_new(void *arg)
+{
+    const struct worker *w = arg;
+    struct store *st = store_new();
+    if (st != NULL)
+        store_set_max(st, w->cfg->max_clients);
+    return st;
+}
+
 /* With state_dir: the snapshot is loaded before the worker listens. */
 static int worker_snap_setup(struct worker *w)
 {
     char err[256];
+    const struct snap_hooks hooks = {worker_changes, worker_saved, worker_store_new, w};
     if (w->cfg->state_dir == NULL)
         return 0;
-    w->snap = snap_new(w->loop, w->cfg, w->self->name, w->store, worker_changes, worker_saved, w,
-                       err, sizeof err);
+    w->snap = snap_new(w->loop, w->cfg, w->self->name, w->store, &hooks, err, sizeof err);
     if (w->snap == NULL) {
         log_error("snapshot: %s", err);
         return -1;
     }
-    snap_load(w->snap);
+    snap_load(w->snap, &w->store);
     return 0;
 }
 
@@ -196,12 +206,11 @@ static int worker_snap_setup(struct worker *w)
 static int worker_setup(struct worker *w, const struct opts *o)
 {
     char err[256];
-    w->store = store_new();
+    w->store = worker_store_new(w);
     if (w->store == NULL) {
         log_error("out of memory");
         return 1;
     }
-    store_set_max(w->store, w->cfg->max_clients);
     w->places = places_new(w->loop, w->cfg, err, sizeof err);
     if (w->places == NULL) {
         log_error("places: %s", err);

@@ -292,21 +292,21 @@ static enum snap_bad check_header(struct walk *w, uint64_t *records, uint32_t *b
 enum snap_bad snap_decode(const char *buf, size_t len, struct proto_time now, double ttl,
                           struct store *st, struct snap_result *res, char *why, size_t whylen)
 {
-    struct walk w = {buf, len, now, ttl, NULL, res, why, whylen};
+    struct walk w = {buf, len, now, ttl, st, res, why, whylen};
     uint64_t records = 0;
     uint32_t blocks = 0;
 
     memset(res, 0, sizeof *res);
     if (whylen > 0)
         why[0] = '\0';
+    /* One pass: checking and storing together (a second parse of every
+     * line would double the load time); the caller discards ST on failure. */
     enum snap_bad b = check_header(&w, &records, &blocks);
     if (b == SNAP_OK)
-        b = walk_blocks(&w, records, blocks); /* every byte checked... */
-    if (b != SNAP_OK || st == NULL)
-        return b;
-    w.st = st; /* ... before the first record is kept */
-    b = walk_blocks(&w, records, blocks);
-    res->bytes = len;
-    res->blocks = blocks;
+        b = walk_blocks(&w, records, blocks);
+    if (b == SNAP_OK) {
+        res->bytes = len;
+        res->blocks = blocks;
+    }
     return b;
 }

@@ -52,10 +52,10 @@ int snap_write_fd(int fd, const struct store *st, struct proto_time now, double 
                   size_t size, struct snap_result *res);
 
 /*
- * Checks the whole file image BUF of LEN bytes; when it is sound and ST is
- * not NULL, puts its records not expired at NOW into ST. Nothing is put
- * unless every byte checked out first. Returns SNAP_OK or why not, with a
- * readable reason in WHY.
+ * Checks the whole file image BUF of LEN bytes and, as it goes, puts its
+ * records not expired at NOW into ST (NULL: check only). Returns SNAP_OK or
+ * why not, with a readable reason in WHY. On a refusal ST holds part of the
+ * file: load into a fresh store and keep it only on SNAP_OK (snapshot.c).
  */
 enum snap_bad snap_decode(const char *buf, size_t len, struct proto_time now, double ttl,
                           struct store *st, struct snap_result *res, char *why, size_t whylen);

@@ -34,9 +34,7 @@ struct snap {
     struct store *st;
     double ttl;
     double interval;
-    snap_changes_fn changes;
-    snap_saved_fn saved;
-    void *arg;
+    struct snap_hooks h;
     char *buf; /* owned: SNAP_WRITE_BUF, the child's only memory */
     ev_timer tick;
     ev_child child_w;
@@ -164,8 +162,8 @@ static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
         saved_failed(s, why);
     }
     s->stats.save_id = s->running_id;
-    if (s->saved)
-        s->saved(s->arg);
+    if (s->h.saved)
+        s->h.saved(s->h.arg);
     if (s->want_id > s->stats.save_id)
         start_child(s);
 }
@@ -181,7 +179,7 @@ static void start_child(struct snap *s)
         saved_failed(s, strerror(errno));
         return;
     }
-    s->fork_changes = s->changes ? s->changes(s->arg) : 0;
+    s->fork_changes = s->h.changes ? s->h.changes(s->h.arg) : 0;
     s->running_id = s->want_id;
     double t0 = ev_time();
     pid_t pid = fork();
@@ -211,13 +209,12 @@ static void tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
     (void)loop;
     (void)revents;
-    if (s->pid == 0 && (s->failed || (s->changes && s->changes(s->arg) != s->saved_changes)))
+    if (s->pid == 0 && (s->failed || (s->h.changes && s->h.changes(s->h.arg) != s->saved_changes)))
         start_child(s);
 }
 
 struct snap *snap_new(struct ev_loop *loop, const struct cfg_herd *cfg, const char *name,
-                      struct store *st, snap_changes_fn changes, snap_saved_fn saved, void *arg,
-                      char *err, size_t errlen)
+                      struct store *st, const struct snap_hooks *hooks, char *err, size_t errlen)
 {
     struct snap *s = calloc(1, sizeof *s);
 
@@ -238,9 +235,7 @@ struct snap *snap_new(struct ev_loop *loop, const struct cfg_herd *cfg, const ch
     s->st = st;
     s->ttl = cfg->client_ttl;
     s->interval = cfg->snapshot_interval > 0 ? cfg->snapshot_interval : 10.0;
-    s->changes = changes;
-    s->saved = saved;
-    s->arg = arg;
+    s->h = *hooks;
     s->pfd = -1;
     s->stats.age = -1;
     /* zlib may build its CRC tables on first use: not in the child. */
@@ -276,26 +271,27 @@ static void set_aside(struct snap *s, const char *why)
                  dst);
 }
 
-static uint64_t load_map(struct snap *s, int fd, const struct stat *sb)
+/* Loads the mapped file into a fresh store; swaps it in when all was sound. */
+static uint64_t load_map(struct snap *s, struct store **stp, const char *map, const struct stat *sb)
 {
     char why[160];
     struct snap_result r = {0};
-    enum snap_bad b;
     double t0 = ev_time();
-    size_t len = (size_t)sb->st_size;
-    void *map = len > 0 ? mmap(NULL, len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0) : NULL;
+    struct store *fresh = s->h.make_store ? s->h.make_store(s->h.arg) : store_new();
 
-    if (len > 0 && map == MAP_FAILED) {
-        log_warn("snapshot: %s: mmap: %s; starting empty", s->path, strerror(errno));
+    if (fresh == NULL) {
+        log_warn("snapshot: out of memory loading %s; starting empty", s->path);
         return 0;
     }
-    b = snap_decode(map, len, wall_now(), s->ttl, s->st, &r, why, sizeof why);
-    if (map != NULL)
-        munmap(map, len);
+    enum snap_bad b =
+        snap_decode(map, (size_t)sb->st_size, wall_now(), s->ttl, fresh, &r, why, sizeof why);
     if (b != SNAP_OK) {
+        store_free(fresh); /* never half-loaded */
         set_aside(s, why);
         return 0;
     }
+    store_free(*stp);
+    *stp = s->st = fresh;
     s->written = (double)sb->st_mtim.tv_sec + (double)sb->st_mtim.tv_nsec * 1e-9;
     s->stats.bytes = r.bytes;
     s->stats.records = r.records;
@@ -306,7 +302,7 @@ static uint64_t load_map(struct snap *s, int fd, const struct stat *sb)
     return r.records;
 }
 
-uint64_t snap_load(struct snap *s)
+uint64_t snap_load(struct snap *s, struct store **stp)
 {
     struct stat sb;
     int fd = open(s->path, O_RDONLY | O_CLOEXEC);
@@ -319,13 +315,23 @@ uint64_t snap_load(struct snap *s)
         return 0;
     }
     uint64_t n = 0;
-    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode))
+    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
         log_warn("snapshot: %s is not a readable file; starting empty", s->path);
-    else
-        n = load_map(s, fd, &sb);
+    } else if (sb.st_size == 0) {
+        set_aside(s, "the file is empty");
+    } else {
+        size_t len = (size_t)sb.st_size;
+        void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+        if (map == MAP_FAILED) {
+            log_warn("snapshot: %s: mmap: %s; starting empty", s->path, strerror(errno));
+        } else {
+            n = load_map(s, stp, map, &sb);
+            munmap(map, len);
+        }
+    }
     close(fd);
     /* What was loaded is on disk already: no need to write it again. */
-    s->saved_changes = s->changes ? s->changes(s->arg) : 0;
+    s->saved_changes = s->h.changes ? s->h.changes(s->h.arg) : 0;
     return n;
 }
 
@@ -367,7 +373,7 @@ void snap_stop_save(struct snap *s)
         return;
     ev_timer_stop(s->loop, &s->tick);
     abandon_child(s);
-    uint64_t now = s->changes ? s->changes(s->arg) : 0;
+    uint64_t now = s->h.changes ? s->h.changes(s->h.arg) : 0;
     if (!s->failed && now == s->saved_changes) {
         log_info("snapshot: unchanged since the last one, %s kept as it is", s->path);
         return;

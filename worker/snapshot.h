@@ -17,10 +17,17 @@
 struct store;
 struct snap;
 
-/* A counter that moves whenever the store may have changed. */
-typedef uint64_t (*snap_changes_fn)(void *arg);
-/* A save ended (written or failed): snap_get_stats tells. */
-typedef void (*snap_saved_fn)(void *arg);
+/* The worker's side, all called on the loop; ARG is handed back. */
+struct snap_hooks {
+    /* A counter that moves whenever the store may have changed. */
+    uint64_t (*changes)(void *arg);
+    /* A save ended (written or failed): snap_get_stats tells. */
+    void (*saved)(void *arg);
+    /* A new empty store set up as the worker's (limits...), to load into;
+     * NULL: store_new(). */
+    struct store *(*make_store)(void *arg);
+    void *arg;
+};
 
 struct snap_stats {
     double age;         /* seconds since the file on disk was written; -1: none */
@@ -38,20 +45,21 @@ struct snap_stats {
 
 /*
  * Prepares snapshots of ST (borrowed) for server NAME in cfg->state_dir
- * (made 0700 when missing). CHANGES, SAVED and ARG are the worker's hooks.
- * Returns NULL with the reason in ERR. The caller owns the result.
+ * (made 0700 when missing), with the worker's HOOKS (copied). Returns NULL
+ * with the reason in ERR. The caller owns the result.
  */
 struct snap *snap_new(struct ev_loop *loop, const struct cfg_herd *cfg, const char *name,
-                      struct store *st, snap_changes_fn changes, snap_saved_fn saved, void *arg,
-                      char *err, size_t errlen);
+                      struct store *st, const struct snap_hooks *hooks, char *err, size_t errlen);
 
 /*
- * Loads NAME.snap into the store, which must be empty. A missing file is an
- * empty start; a damaged, foreign or future-version one is renamed
- * NAME.snap.bad-TIMESTAMP with a warning and nothing of it is loaded.
+ * Loads NAME.snap into a fresh store (hooks.make_store) and, only when the
+ * whole file was sound, swaps it in: frees *STP (the worker's empty store)
+ * and sets *STP and the store saved from then on to it. A missing file is
+ * an empty start; a damaged, foreign or future-version one is renamed
+ * NAME.snap.bad-TIMESTAMP with a warning, and *STP is left as it was.
  * Returns the records loaded.
  */
-uint64_t snap_load(struct snap *s);
+uint64_t snap_load(struct snap *s, struct store **stp);
 
 /* Starts the snapshot_interval timer. */
 void snap_start(struct snap *s);
