@@ -70,12 +70,22 @@ static void why_cell(char *buf, json_object *srv)
     }
 }
 
+static void format_bytes(double b, char *buf, size_t len)
+{
+    if (b < 1e3)
+        snprintf(buf, len, "%.0fB", b);
+    else if (b < 1e6)
+        snprintf(buf, len, "%.1fkB", b / 1e3);
+    else
+        snprintf(buf, len, "%.1fMB", b / 1e6);
+}
+
 /* "12s/4.1MB/35ms": age, size and duration of the last snapshot. */
 static void snap_cell(char *buf, json_object *srv)
 {
     json_object *sn;
-    char age[32];
-    double secs, bytes, took;
+    char age[32], size[32], took[32] = "";
+    double secs, ms;
 
     if (!json_object_object_get_ex(srv, "snapshot", &sn) || sn == NULL ||
         (secs = get_double(sn, "age")) < 0) {
@@ -83,14 +93,10 @@ static void snap_cell(char *buf, json_object *srv)
         return;
     }
     ctl_format_duration(secs, age, sizeof(age));
-    bytes = get_double(sn, "bytes");
-    took = get_double(sn, "duration");
-    if (took < 0)
-        snprintf(buf, CELL, "%s/%.1fMB%s", age, bytes / 1e6,
-                 ctl_str(sn, "error", NULL) ? "/failing" : "");
-    else
-        snprintf(buf, CELL, "%s/%.1fMB/%.0fms%s", age, bytes / 1e6, took * 1e3,
-                 ctl_str(sn, "error", NULL) ? "/failing" : "");
+    format_bytes(get_double(sn, "bytes"), size, sizeof(size));
+    if ((ms = get_double(sn, "duration")) >= 0)
+        snprintf(took, sizeof(took), "/%.0fms", ms * 1e3);
+    snprintf(buf, CELL, "%s/%s%s%s", age, size, took, ctl_str(sn, "error", NULL) ? "/failing" : "");
 }
 
 static void row_cells(char cells[NCOLS][CELL], json_object *srv)

@@ -278,7 +278,7 @@ class SnapshotTest(HerdTestCase):
         self.assertEqual(self.ctl("save", "Nobody").returncode, 1)
         table = self.ctl("status").stdout
         self.assertIn("SNAPSHOT", table)
-        self.assertRegex(table, r"Alpha .* [0-9.]+s/0\.0MB/\d+ms")
+        self.assertRegex(table, r"Alpha .* [0-9.]+s/[0-9.]+[kM]?B/\d+ms")
 
     def test_save_without_state_dir_refused(self):
         self.herd(["Alpha"], extra={"state_dir": ""})
