@@ -1,6 +1,6 @@
 /*
  * herdctl: the operator's command line for a herd (SPEC §7): start, stop,
- * status, restart, kill, reopen-logs, reload, check-config. Everything but
+ * status, restart, kill, reopen-logs, reload, save, check-config. Everything but
  * start and check-config is one request over run_dir/herd.sock; the exit
  * statuses are 0 ok, 1 failed, 2 usage or configuration, 3 not running.
  */
@@ -27,6 +27,7 @@ static void usage(FILE *f)
             "  kill NAME [SIGNAL]  send SIGNAL (default KILL) to one worker\n"
             "  reopen-logs         every process reopens its log (after logrotate)\n"
             "  reload              re-read FILE: start added, stop removed, restart changed\n"
+            "  save [NAME]         write every (or one) worker's snapshot now and wait\n"
             "  check-config        validate FILE and start nothing\n\n"
             "  -c, --config FILE   the herd's file (default $HERD_CONFIG, then %s)\n"
             "  -t, --timeout SECS  how long start/stop/restart wait (default %.0f)\n"
@@ -211,6 +212,69 @@ static int cmd_plain(const struct ctl *c, const char *what)
     return rc;
 }
 
+/* 1 when the worker in ASKED has reported save ID ended (*rc: its verdict). */
+static int save_done(json_object *st, json_object *asked, long id, int *rc)
+{
+    const char *name = ctl_str(asked, "name", "?");
+    json_object *srv = ctl_server(st, name), *sn;
+
+    if (srv == NULL || ctl_int(srv, "pid", 0) != ctl_int(asked, "pid", -1)) {
+        fprintf(stderr, "herdctl: %s: the worker went away before saving\n", name);
+        *rc = CTL_EXIT_FAIL;
+        return 1;
+    }
+    if (!json_object_object_get_ex(srv, "snapshot", &sn) || sn == NULL ||
+        ctl_int(sn, "save_id", 0) < id)
+        return 0;
+    if (ctl_str(sn, "error", NULL) != NULL) {
+        fprintf(stderr, "herdctl: %s: snapshot failed: %s\n", name, ctl_str(sn, "error", ""));
+        *rc = CTL_EXIT_FAIL;
+    } else {
+        printf("%s: saved %ld records, %ld bytes\n", name, ctl_int(sn, "records", 0),
+               ctl_int(sn, "bytes", 0));
+    }
+    return 1;
+}
+
+/* save [NAME]: returns once every worker asked has written its file. */
+static int cmd_save(const struct ctl *c, const char *name)
+{
+    char line[CTLPROTO_REQ_MAX], err[256];
+    json_object *reply = NULL, *asked;
+    double deadline = ctl_now() + c->timeout;
+    int rc;
+
+    snprintf(line, sizeof(line), "save%s%s", name ? " " : "", name ? name : "");
+    rc = talk(c, line, &reply);
+    if (rc != CTL_EXIT_OK || !json_object_object_get_ex(reply, "servers", &asked)) {
+        json_object_put(reply);
+        return rc;
+    }
+    long id = ctl_int(reply, "id", 0);
+    size_t n = json_object_array_length(asked), done = 0;
+    char *ended = calloc(n + 1, 1);
+    while (ended != NULL && done < n && ctl_now() < deadline) {
+        json_object *st = NULL;
+        if (ctl_request(c, "status", &st, err, sizeof(err)) == 0)
+            for (size_t i = 0; i < n; i++) {
+                if (!ended[i] && save_done(st, json_object_array_get_idx(asked, i), id, &rc)) {
+                    ended[i] = 1;
+                    done++;
+                }
+            }
+        json_object_put(st);
+        if (done < n)
+            ctl_sleep_ms(20);
+    }
+    if (done < n) {
+        fprintf(stderr, "herdctl: snapshots not written after %.0f s\n", c->timeout);
+        rc = CTL_EXIT_FAIL;
+    }
+    free(ended);
+    json_object_put(reply);
+    return rc;
+}
+
 static int cmd_check(const struct ctl *c)
 {
     printf("%s: syntax is ok, %zu server%s\n", c->config, c->cfg->nservers,
@@ -234,6 +298,8 @@ static int run(struct ctl *c, int argc, char **argv)
         return cmd_kill(c, argv[1], argc == 3 ? argv[2] : NULL);
     if (argc == 1 && (strcmp(cmd, "reopen-logs") == 0 || strcmp(cmd, "reload") == 0))
         return cmd_plain(c, cmd);
+    if ((argc == 1 || argc == 2) && strcmp(cmd, "save") == 0)
+        return cmd_save(c, argc == 2 ? argv[1] : NULL);
     if (argc == 1 && strcmp(cmd, "check-config") == 0)
         return cmd_check(c);
     fprintf(stderr, "herdctl: bad command \"%s\" (or its arguments); see herdctl --help\n", cmd);

@@ -1,6 +1,7 @@
 /*
  * ctl_table: the status table herdctl prints, one aligned row per server:
- * NAME PID PORT STATE UPTIME RESTARTS CLIENTS LINKS and a last column that
+ * NAME PID PORT STATE UPTIME RESTARTS CLIENTS LINKS SNAPSHOT (age/size/
+ * duration of the last one, with state_dir) and a last column that
  * says why a worker is not running (its last exit, when the next try comes).
  */
 #include <stdio.h>
@@ -8,12 +9,12 @@
 
 #include "ctl.h"
 
-#define NCOLS 9
+#define NCOLS 10
 #define CELL  96
 
-static const char *const heads[NCOLS] = {"NAME",    "PID",    "PORT",
-                                         "STATE",   "UPTIME", "RESTARTS",
-                                         "CLIENTS", "LINKS",  "LAST EXIT / NEXT TRY"};
+static const char *const heads[NCOLS] = {
+    "NAME",     "PID",     "PORT",  "STATE",    "UPTIME",
+    "RESTARTS", "CLIENTS", "LINKS", "SNAPSHOT", "LAST EXIT / NEXT TRY"};
 
 void ctl_format_duration(double secs, char *buf, size_t len)
 {
@@ -69,6 +70,35 @@ static void why_cell(char *buf, json_object *srv)
     }
 }
 
+static void format_bytes(double b, char *buf, size_t len)
+{
+    if (b < 1e3)
+        snprintf(buf, len, "%.0fB", b);
+    else if (b < 1e6)
+        snprintf(buf, len, "%.1fkB", b / 1e3);
+    else
+        snprintf(buf, len, "%.1fMB", b / 1e6);
+}
+
+/* "12s/4.1MB/35ms": age, size and duration of the last snapshot. */
+static void snap_cell(char *buf, json_object *srv)
+{
+    json_object *sn;
+    char age[32], size[32], took[32] = "";
+    double secs, ms;
+
+    if (!json_object_object_get_ex(srv, "snapshot", &sn) || sn == NULL ||
+        (secs = get_double(sn, "age")) < 0) {
+        snprintf(buf, CELL, "-");
+        return;
+    }
+    ctl_format_duration(secs, age, sizeof(age));
+    format_bytes(get_double(sn, "bytes"), size, sizeof(size));
+    if ((ms = get_double(sn, "duration")) >= 0)
+        snprintf(took, sizeof(took), "/%.0fms", ms * 1e3);
+    snprintf(buf, CELL, "%s/%s%s%s", age, size, took, ctl_str(sn, "error", NULL) ? "/failing" : "");
+}
+
 static void row_cells(char cells[NCOLS][CELL], json_object *srv)
 {
     char d[32];
@@ -89,7 +119,8 @@ static void row_cells(char cells[NCOLS][CELL], json_object *srv)
         snprintf(cells[7], CELL, "%ld/%ld (%ld syncing)", up, total, syncing);
     else
         snprintf(cells[7], CELL, "%ld/%ld", up, total);
-    why_cell(cells[8], srv);
+    snap_cell(cells[8], srv);
+    why_cell(cells[9], srv);
 }
 
 static void print_row(FILE *f, char cells[NCOLS][CELL], const size_t *width)

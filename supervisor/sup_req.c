@@ -1,6 +1,6 @@
 /*
  * sup_req: the control requests (status, stop, restart NAME, kill NAME
- * SIGNAL, reopen-logs, reload) and their JSON replies, as documented in
+ * SIGNAL, reopen-logs, reload, save [NAME]) and their JSON replies, as documented in
  * docs/control-protocol.md. Every reply has "ok"; a refusal has "error".
  */
 #include <errno.h>
@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -75,8 +76,8 @@ static void add_exit(json_object *o, const struct sup_proc *p)
 /* Copies the gauges status tables show from the last heartbeat. */
 static void add_gauges(json_object *o, const struct sup_proc *p)
 {
-    static const char *const keys[] = {"clients",     "connections",   "links_up",
-                                       "links_total", "links_syncing", "requests"};
+    static const char *const keys[] = {"clients",       "connections", "links_up", "links_total",
+                                       "links_syncing", "requests",    "snapshot"};
     json_object *v;
 
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
@@ -182,6 +183,67 @@ static json_object *req_kill(struct sup *s, const char *name, const char *signam
     return o;
 }
 
+/* Asks P's worker for a snapshot now; it answers with save_id in its
+ * heartbeat's "snapshot" once written. 0, or -1 when it cannot be asked. */
+static int ask_save(struct sup_proc *p, uint64_t id)
+{
+    json_object *m = json_object_new_object();
+    size_t len = 0;
+    const char *txt;
+    char line[128];
+    int rc = -1;
+
+    json_object_object_add(m, "type", json_object_new_string("save"));
+    json_object_object_add(m, "id", json_object_new_int64((int64_t)id));
+    txt = json_object_to_json_string_length(m, JSON_C_TO_STRING_PLAIN, &len);
+    if (p->pid > 0 && p->chan_fd >= 0 && p->state == SUP_RUNNING && len + 1 < sizeof(line)) {
+        memcpy(line, txt, len);
+        line[len] = '\n';
+        rc = send(p->chan_fd, line, len + 1, MSG_NOSIGNAL | MSG_DONTWAIT) == (ssize_t)(len + 1)
+                 ? 0
+                 : -1;
+    }
+    json_object_put(m);
+    return rc;
+}
+
+/* save [NAME]: the reply lists the workers asked and the id to wait for. */
+static json_object *req_save(struct sup *s, const char *name)
+{
+    static uint64_t seq;
+    json_object *o, *asked = json_object_new_array(), *e;
+
+    if (s->cfg->state_dir == NULL) {
+        json_object_put(asked);
+        return reply_error("%s", "state_dir is not set: there is nothing to save to");
+    }
+    if (name != NULL && sup_proc_find(s, name) == NULL) {
+        json_object_put(asked);
+        return reply_error("no server \"%s\"", name);
+    }
+    seq++;
+    log_info("control: save %s", name ? name : "(all)");
+    for (struct sup_proc *p = s->procs; p != NULL; p = p->next) {
+        if (name != NULL && strcmp(p->name, name) != 0)
+            continue;
+        if (ask_save(p, seq) < 0) {
+            if (name != NULL) {
+                json_object_put(asked);
+                return reply_error("\"%s\" is not running", name);
+            }
+            continue;
+        }
+        e = json_object_new_object();
+        json_object_object_add(e, "name", json_object_new_string(p->name));
+        json_object_object_add(e, "pid", json_object_new_int(p->pid));
+        json_object_array_add(asked, e);
+    }
+    o = reply_new(1);
+    json_object_object_add(o, "id", json_object_new_int64((int64_t)seq));
+    json_object_object_add(o, "servers", asked);
+    return o;
+}
+
 static json_object *req_simple(struct sup *s, const char *what)
 {
     json_object *o = reply_new(1);
@@ -218,10 +280,12 @@ json_object *sup_req_handle(struct sup *s, const char *line)
         return req_simple(s, w[0]);
     if (strcmp(w[0], "restart") == 0)
         return n == 2 ? req_restart(s, w[1]) : reply_error("%s", "usage: restart NAME");
+    if (strcmp(w[0], "save") == 0)
+        return n <= 2 ? req_save(s, n == 2 ? w[1] : NULL) : reply_error("%s", "usage: save [NAME]");
     if (strcmp(w[0], "kill") == 0)
         return n == 2 || n == 3 ? req_kill(s, w[1], n == 3 ? w[2] : NULL)
                                 : reply_error("%s", "usage: kill NAME [SIGNAL]");
     return reply_error("unknown request \"%s\" (status, stop, restart NAME, kill NAME "
-                       "SIGNAL, reopen-logs, reload)",
+                       "SIGNAL, reopen-logs, reload, save [NAME])",
                        w[0]);
 }

@@ -1,9 +1,11 @@
 /*
  * chan: the worker's end of the supervisor channel. Newline-terminated JSON
  * objects (json-c) go out: one "ready", then a "heartbeat" every
- * heartbeat_interval. Nothing the supervisor sends is needed yet, so input is
- * read and dropped; EOF means the supervisor died or closed us, and the worker
- * stops (the second no-orphan signal after PR_SET_PDEATHSIG).
+ * heartbeat_interval. Input is read as lines of at most CHAN_IN_MAX bytes:
+ * {"type":"save","id":N} asks for a snapshot now (the on_save hook), answered
+ * by "saved" and a heartbeat once it ended; anything else is dropped. EOF
+ * means the supervisor died or closed us, and the worker stops (the second
+ * no-orphan signal after PR_SET_PDEATHSIG).
  */
 #include "chan.h"
 
@@ -22,6 +24,7 @@
 /* A heartbeat is ~400 bytes; more than this queued means the supervisor is
  * not reading (stopped, or busy), and a stale heartbeat is worth nothing. */
 #define CHAN_OUT_MAX 16384
+#define CHAN_IN_MAX  512 /* a longer line from the supervisor is dropped */
 
 struct chan {
     struct ev_loop *loop;
@@ -34,6 +37,9 @@ struct chan {
     uint64_t dropped; /* messages not queued because out was full */
     size_t outlen;
     char out[CHAN_OUT_MAX];
+    size_t inlen;
+    int in_skip; /* dropping the rest of an overlong line */
+    char in[CHAN_IN_MAX];
 };
 
 static void chan_closed(struct chan *c, const char *why)
@@ -112,15 +118,48 @@ static json_object *places_json(const struct chan_stats *st)
     return o;
 }
 
+static void add_secs(json_object *o, const char *key, double v)
+{
+    json_object_object_add(o, key, v < 0 ? NULL : json_object_new_double(v));
+}
+
+/* The last snapshot, or null without state_dir. */
+static json_object *snap_json(const struct chan_stats *st)
+{
+    json_object *o;
+
+    if (!st->snap.on)
+        return NULL;
+    o = json_object_new_object();
+    add_secs(o, "age", st->snap.age);
+    add_u64(o, "bytes", st->snap.bytes);
+    add_u64(o, "records", st->snap.records);
+    add_secs(o, "duration", st->snap.saves > 0 ? st->snap.duration : -1);
+    add_secs(o, "fork_ms", st->snap.saves > 0 ? st->snap.fork_ms : -1);
+    add_secs(o, "fork_ms_max", st->snap.fork_ms_max);
+    add_u64(o, "saves", st->snap.saves);
+    add_u64(o, "failures", st->snap.failures);
+    add_u64(o, "save_id", st->snap.save_id);
+    json_object_object_add(o, "running", json_object_new_boolean(st->snap.running));
+    json_object_object_add(o, "error",
+                           st->snap.error ? json_object_new_string(st->snap.error) : NULL);
+    return o;
+}
+
+static void get_stats(struct chan *c, struct chan_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    if (c->hooks.stats)
+        c->hooks.stats(c->hooks.arg, st);
+}
+
 static json_object *heartbeat_json(struct chan *c)
 {
     struct chan_stats stats;
     const struct chan_stats *st = &stats;
     json_object *o = json_object_new_object();
 
-    memset(&stats, 0, sizeof stats);
-    if (c->hooks.stats)
-        c->hooks.stats(c->hooks.arg, &stats);
+    get_stats(c, &stats);
 
     json_object_object_add(o, "type", json_object_new_string("heartbeat"));
     add_u64(o, "pid", (uint64_t)getpid());
@@ -140,6 +179,7 @@ static json_object *heartbeat_json(struct chan *c)
     add_u64(o, "expired_arrival", st->expired_arrival);
     add_u64(o, "dropped", c->dropped);
     json_object_object_add(o, "places", places_json(st));
+    json_object_object_add(o, "snapshot", snap_json(st));
     return o;
 }
 
@@ -164,6 +204,52 @@ void chan_ready(struct chan *c, const char *name, unsigned port)
     chan_heartbeat(c);
 }
 
+void chan_saved(struct chan *c)
+{
+    struct chan_stats st;
+    json_object *o;
+
+    if (c == NULL || c->closed)
+        return;
+    get_stats(c, &st);
+    o = json_object_new_object();
+    json_object_object_add(o, "type", json_object_new_string("saved"));
+    json_object_object_add(o, "snapshot", snap_json(&st));
+    chan_send(c, o);
+    chan_heartbeat(c);
+}
+
+static void chan_on_line(struct chan *c, const char *line)
+{
+    json_object *msg = json_tokener_parse(line), *v;
+
+    if (msg != NULL && json_object_object_get_ex(msg, "type", &v) &&
+        strcmp(json_object_get_string(v), "save") == 0 && c->hooks.on_save != NULL) {
+        int64_t id = json_object_object_get_ex(msg, "id", &v) ? json_object_get_int64(v) : 0;
+        c->hooks.on_save(c->hooks.arg, id > 0 ? (uint64_t)id : 0);
+    }
+    json_object_put(msg);
+}
+
+/* Splits what was read into lines; an overlong one is dropped whole. */
+static void chan_take(struct chan *c, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] != '\n') {
+            if (c->inlen < sizeof(c->in) - 1)
+                c->in[c->inlen++] = p[i];
+            else
+                c->in_skip = 1;
+            continue;
+        }
+        c->in[c->inlen] = '\0';
+        if (!c->in_skip)
+            chan_on_line(c, c->in);
+        c->inlen = 0;
+        c->in_skip = 0;
+    }
+}
+
 static void chan_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct chan *c = io->data;
@@ -174,8 +260,10 @@ static void chan_read_cb(struct ev_loop *loop, ev_io *io, int revents)
     for (;;) {
         ssize_t n = read(c->fd, buf, sizeof(buf));
 
-        if (n > 0)
+        if (n > 0) {
+            chan_take(c, buf, (size_t)n);
             continue;
+        }
         if (n == 0) {
             chan_closed(c, "reached EOF (supervisor gone)");
         } else if (errno == EINTR) {

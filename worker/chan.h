@@ -33,11 +33,19 @@ struct chan_stats {
     struct {
         uint64_t upstream, hits, coalesced, errors, in_flight, cached;
     } places;
+    struct { /* the last snapshot; on: 0 without state_dir */
+        int on, running;
+        double age, duration, fork_ms, fork_ms_max; /* < 0: none yet */
+        uint64_t bytes, records, saves, failures, save_id;
+        const char *error; /* NULL after a success; borrowed */
+    } snap;
 };
 
 struct chan_hooks {
     void (*stats)(void *arg, struct chan_stats *st); /* fill ST now */
     void (*on_eof)(void *arg);                       /* the supervisor is gone: stop */
+    /* {"type":"save","id":N}: snapshot now, then call chan_saved(). */
+    void (*on_save)(void *arg, uint64_t id);
     void *arg;
 };
 
@@ -56,6 +64,12 @@ void chan_ready(struct chan *c, const char *name, unsigned port);
 
 /* Sends a heartbeat now (also sent every heartbeat_interval). NULL is fine. */
 void chan_heartbeat(struct chan *c);
+
+/* A snapshot ended: {"type":"saved"} and a heartbeat carrying it. */
+void chan_saved(struct chan *c);
+
+/* A snapshot ended: {"type":"saved"} and a heartbeat carrying it. */
+void chan_saved(struct chan *c);
 
 /* Stops the watchers and closes the channel. NULL is fine. */
 void chan_free(struct chan *c);

@@ -29,6 +29,7 @@
 #include "mono.h"
 #include "places.h"
 #include "server.h"
+#include "snapshot.h"
 #include "store.h"
 
 struct worker {
@@ -42,6 +43,7 @@ struct worker {
     struct server *server;    /* owned: the listener and loop hooks */
     struct links *links;      /* owned */
     struct chan *chan;        /* owned; NULL standalone */
+    struct snap *snap;        /* owned; NULL without state_dir */
     struct client_ctx client; /* what client conns work with */
     ev_signal sterm, sint, susr1;
     ev_timer expire_timer;   /* store_expire_step in small steps */
@@ -74,6 +76,22 @@ static void fill_stats(void *arg, struct chan_stats *st)
     links_get_stats(w->links, &ls);
     st->floods_in = ls.floods_in;
     st->floods_out = ls.floods_out;
+    if (w->snap) {
+        struct snap_stats sn;
+        snap_get_stats(w->snap, &sn);
+        st->snap.on = 1;
+        st->snap.running = sn.running;
+        st->snap.age = sn.age;
+        st->snap.duration = sn.duration;
+        st->snap.fork_ms = sn.fork_ms;
+        st->snap.fork_ms_max = sn.fork_ms_max;
+        st->snap.bytes = sn.bytes;
+        st->snap.records = sn.records;
+        st->snap.saves = sn.saves;
+        st->snap.failures = sn.failures;
+        st->snap.save_id = sn.save_id;
+        st->snap.error = sn.error;
+    }
     places_get_stats(w->places, &ps);
     st->places.upstream = ps.upstream;
     st->places.hits = ps.hits;
@@ -177,6 +195,59 @@ static void worker_stop(struct worker *w, const char *why)
     ev_prepare_start(w->loop, &w->stop_check);
 }
 
+/* Every store_put follows one of these: a change counter for snapshots. */
+static uint64_t count_changes(void *arg)
+{
+    const struct worker *w = arg;
+    struct links_stats ls = {0};
+    if (w->links) /* NULL while the snapshot is being loaded */
+        links_get_stats(w->links, &ls);
+    return w->client.stats.iamat + ls.floods_in;
+}
+
+static void on_saved(void *arg)
+{
+    const struct worker *w = arg;
+    chan_saved(w->chan);
+}
+
+static void on_chan_save(void *arg, uint64_t id)
+{
+    struct worker *w = arg;
+    if (w->snap)
+        snap_force(w->snap, id);
+}
+
+/* The worker's store, empty, with its limits: made at start and by a load. */
+static struct store *make_store(void *arg)
+{
+    const struct worker *w = arg;
+    struct store *st = store_new();
+    if (st != NULL) {
+        store_set_max(st, w->cfg->max_clients);
+        store_set_max_memory(st, w->cfg->max_store_memory);
+        store_set_ttl(st, w->cfg->client_ttl);
+    }
+    return st;
+}
+
+/* With state_dir: the snapshot is loaded before anything holds the store
+ * (the load may replace it) and before the worker listens. */
+static int setup_snap(struct worker *w)
+{
+    char err[256];
+    const struct snap_hooks hooks = {count_changes, on_saved, make_store, w};
+    if (w->cfg->state_dir == NULL)
+        return 0;
+    w->snap = snap_new(w->loop, w->cfg, w->self->name, w->store, &hooks, err, sizeof err);
+    if (w->snap == NULL) {
+        log_error("snapshot: %s", err);
+        return -1;
+    }
+    snap_load(w->snap, &w->store);
+    return 0;
+}
+
 static void on_chan_eof(void *arg)
 {
     worker_stop(arg, "supervisor channel closed");
@@ -227,15 +298,14 @@ static void start_signals(struct worker *w)
 static int setup_core(struct worker *w, const struct worker_opts *o)
 {
     char err[256];
-    w->store = store_new();
+    w->store = make_store(w);
     w->pool = conn_pool_new(w->loop, w->cfg);
     if (w->store == NULL || w->pool == NULL) {
         log_error("out of memory");
         return 1;
     }
-    store_set_max(w->store, w->cfg->max_clients);
-    store_set_max_memory(w->store, w->cfg->max_store_memory);
-    store_set_ttl(w->store, w->cfg->client_ttl);
+    if (setup_snap(w) < 0)
+        return 1;
     ev_timer_init(&w->expire_timer, on_expire_timer, 0., EXPIRE_IDLE);
     w->expire_timer.data = w;
     ev_timer_again(w->loop, &w->expire_timer);
@@ -245,7 +315,8 @@ static int setup_core(struct worker *w, const struct worker_opts *o)
         return 1;
     }
     if (o->channel_fd >= 0) {
-        const struct chan_hooks hooks = {.stats = fill_stats, .on_eof = on_chan_eof, .arg = w};
+        const struct chan_hooks hooks = {
+            .stats = fill_stats, .on_eof = on_chan_eof, .on_save = on_chan_save, .arg = w};
         w->chan =
             chan_open(w->loop, o->channel_fd, w->cfg->heartbeat_interval, &hooks, err, sizeof err);
         if (w->chan == NULL) {
@@ -280,6 +351,8 @@ static int worker_setup(struct worker *w, const struct worker_opts *o)
     log_info("listening on %s:%u (pid %ld, %zu neighbours)", w->self->host, (unsigned)w->self->port,
              (long)getpid(), w->self->npeers);
     links_start(w->links);
+    if (w->snap)
+        snap_start(w->snap);
     chan_ready(w->chan, w->self->name, w->self->port);
     return 0;
 }
@@ -293,6 +366,7 @@ static void worker_teardown(struct worker *w)
         ev_prepare_stop(w->loop, &w->stop_check);
     }
     ev_timer_stop(w->loop, &w->expire_timer);
+    snap_free(w->snap);
     links_free(w->links);
     conn_pool_free(w->pool);
     server_free(w->server);
@@ -346,8 +420,10 @@ int worker_run(const struct worker_opts *o)
     w.loop = ev_default_loop(EVFLAG_AUTO);
     start_signals(&w);
     int rc = worker_setup(&w, o);
-    if (rc == 0)
+    if (rc == 0) {
         ev_run(w.loop, 0);
+        snap_stop_save(w.snap); /* a graceful stop: the store as it is now */
+    }
     worker_teardown(&w);
     return rc;
 }

@@ -579,6 +579,7 @@ def run(args):
         "restart_reset_after": "500ms",
         "heartbeat_interval": "100ms", "heartbeat_timeout": "5s",
         "link_backoff_min": "10ms", "link_backoff_max": "200ms",
+        **dict(kv.split("=", 1) for kv in args.set),
     })
     env = dict(os.environ)
     env.pop("HERD_PLACES_KEY", None)   # WHATSAT must not leave the machine
@@ -737,6 +738,8 @@ def main():
                     help="kill whenever every worker runs, without waiting for links or"
                          " --recover: beyond SPEC, and it loses updates once a resync takes"
                          " longer than the time between kills")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="an extra [herd] setting, e.g. --set state_dir=state")
     ap.add_argument("--workdir", default=None, help="where the temp folder goes")
     ap.add_argument("--keep", action="store_true", help="keep the temp folder")
     args = ap.parse_args()
