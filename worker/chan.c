@@ -19,6 +19,7 @@
 #include "log.h"
 #include "net.h"
 #include "places.h"
+#include "version.h"
 #include "worker.h"
 
 /* A heartbeat is ~400 bytes; more than this queued means the supervisor is
@@ -123,6 +124,7 @@ static json_object *heartbeat_json(struct chan *c)
 
     json_object_object_add(o, "type", json_object_new_string("heartbeat"));
     add_u64(o, "pid", (uint64_t)getpid());
+    json_object_object_add(o, "version", json_object_new_string(herd_version));
     add_u64(o, "clients", st->clients);
     add_u64(o, "connections", st->connections);
     add_u64(o, "links_up", st->links_up);
@@ -156,6 +158,7 @@ void chan_ready(struct chan *c)
     add_u64(o, "pid", (uint64_t)getpid());
     add_u64(o, "port", c->w->self->port);
     json_object_object_add(o, "name", json_object_new_string(c->w->self->name));
+    json_object_object_add(o, "version", json_object_new_string(herd_version));
     chan_send(c, o);
     chan_heartbeat(c);
 }
