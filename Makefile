@@ -55,15 +55,22 @@ VERSION_O := $(BUILD)/gen/version.o
 all: $(PROGS) $(UNITS) $(BENCHES)
 
 help:
-	@echo "make [all]      build bin/herd-worker, bin/herd-supervisor, bin/herdctl"
-	@echo "make test       install missing packages, build, run every test"
+	@echo "make [all]      build bin/herd-worker, bin/herd-supervisor, bin/herdctl, unit tests, benches"
+	@echo "make test       install missing packages, build, run every test (release and ASan)"
+	@echo "make unit       run the unit tests only"
+	@echo "make integration  run the integration tests only (release binaries)"
 	@echo "make run        build and run the shipped herd in the foreground"
 	@echo "make asan       ASan+UBSan build into build-asan/bin"
 	@echo "make bench      run the benchmarks in tests/bench"
 	@echo "make fuzz       run each libFuzzer target FUZZ_SECONDS (default 30)"
 	@echo "make soak       chaos soak (SOAK_SECONDS, default 60)"
 	@echo "make lint       cppcheck + clang-tidy + clang-format check"
-	@echo "make install    PREFIX=$(PREFIX) DESTDIR=..."
+	@echo "make format     clang-format -i every C file"
+	@echo "make deps       install the Debian packages herd needs (scripts/install-deps)"
+	@echo "make install    PREFIX=$(PREFIX) DESTDIR=... (SYSCONFDIR=$(SYSCONFDIR), MANDIR=$(MANDIR))"
+	@echo "make uninstall  remove what make install put in PREFIX"
+	@echo "make clean      remove build, build-asan, bin"
+	@echo "make help       this list"
 
 deps: $(DEPSTAMP)
 $(DEPSTAMP): scripts/install-deps
@@ -169,14 +176,22 @@ format:
 	clang-format -i common/*.[ch] worker/*.[ch] supervisor/*.[ch]
 
 install: $(PROGS)
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/doc/herd/examples
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/doc/herd/examples \
+	  $(DESTDIR)$(PREFIX)/share/doc/herd/docs
 	install -m 0755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
 	cp -R etc/. $(DESTDIR)$(PREFIX)/share/doc/herd/examples/
-	install -m 0644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/herd/
+	install -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/herd/
+	install -m 0644 docs/*.md $(DESTDIR)$(PREFIX)/share/doc/herd/docs/ # README's links: docs/X.md
+	install -d $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(BASHCOMPDIR)
+	install -m 0644 man/*.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 man/*.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 etc/bash-completion/herdctl $(DESTDIR)$(BASHCOMPDIR)/herdctl
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(PREFIX)/bin/,herd-worker herd-supervisor herdctl)
 	rm -rf $(DESTDIR)$(PREFIX)/share/doc/herd
+	rm -f $(DESTDIR)$(MANDIR)/man5/herd.ini.5 $(addprefix $(DESTDIR)$(MANDIR)/man8/,herdctl.8 \
+	  herd-supervisor.8 herd-worker.8) $(DESTDIR)$(BASHCOMPDIR)/herdctl
 
 clean:
 	rm -rf build build-asan bin
