@@ -6,7 +6,9 @@
  * process has no heartbeat, so its heartbeat families have no sample for it
  * (herd_up says 0). RSS is read from /proc/PID/status here.
  */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ctl.h"
@@ -117,9 +119,17 @@ static long long rss_bytes(long pid)
     snprintf(path, sizeof(path), "/proc/%ld/status", pid);
     if (pid <= 0 || (f = fopen(path, "r")) == NULL)
         return -1;
-    while (fgets(line, sizeof(line), f) != NULL)
-        if (sscanf(line, "VmRSS: %lld kB", &kb) == 1)
-            break;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char *end;
+
+        if (strncmp(line, "VmRSS:", 6) != 0)
+            continue;
+        errno = 0;
+        kb = strtoll(line + 6, &end, 10);
+        if (errno != 0 || end == line + 6)
+            kb = -1;
+        break;
+    }
     fclose(f);
     return kb < 0 ? -1 : kb * 1024;
 }
