@@ -133,6 +133,11 @@ def parse_exposition(text):
     return fams
 
 
+def read_file(path):
+    with open(path) as f:
+        return f.read()
+
+
 def sample(fams, name, **labels):
     for l, v in fams[name]["samples"]:
         if all(l.get(k) == x for k, x in labels.items()):
@@ -192,8 +197,7 @@ class CtlCase(HerdTestCase):
 
 class Commands(CtlCase):
     def test_version_on_all_binaries_and_in_status(self):
-        with open(os.path.join(ROOT, "VERSION")) as f:
-            base = f.read().strip()
+        base = read_file(os.path.join(ROOT, "VERSION")).strip()
         versions = {}
         for prog in ("herdctl", "herd-supervisor", "herd-worker"):
             p = subprocess.run([binary(prog), "--version"], capture_output=True, text=True,
@@ -422,7 +426,7 @@ class Logs(CtlCase):
         with open(out, "w") as f:
             follower = self.spawn([binary("herdctl"), "-c", self.cfg, "logs", "-f", "-n", "1",
                                    "A"], stdout=f)
-        read = lambda: open(out).read()
+        read = lambda: read_file(out)
         wait_for(lambda: read() == "line 100\n", 5 * SLOW, what="the last line")
         self.write(log, "appended\n")
         wait_for(lambda: "appended\n" in read(), 5 * SLOW, what="an appended line")
@@ -470,7 +474,7 @@ class Tooling(unittest.TestCase):
                                text=True, timeout=30, env=env, stdin=subprocess.DEVNULL)
             self.assertEqual((p.returncode, p.stderr), (0, ""), page)
             self.assertIn("NAME", p.stdout)
-        text = open(os.path.join(ROOT, "man", "herdctl.8")).read()
+        text = read_file(os.path.join(ROOT, "man", "herdctl.8"))
         for word in ("status", "logs", "metrics", "\\-\\-version", "HERD_CONFIG"):
             self.assertIn(word, text)
 
@@ -506,7 +510,7 @@ class Tooling(unittest.TestCase):
             self.skipTest("this systemd-analyze has no --offline: " + p.stderr.strip())
         self.assertTrue(m, p.stdout[-2000:] + p.stderr)
         self.assertLessEqual(float(m.group(1)), 2.5, p.stdout)
-        text = open(unit).read()
+        text = read_file(unit)
         for line in ("User=herd", "NoNewPrivileges=yes", "ProtectSystem=strict",
                      "ProtectHome=yes", "PrivateTmp=yes", "CapabilityBoundingSet=\n",
                      "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
@@ -514,7 +518,7 @@ class Tooling(unittest.TestCase):
             self.assertIn(line, text)
 
     def test_make_help_lists_every_target(self):
-        mk = open(os.path.join(ROOT, "Makefile")).read()
+        mk = read_file(os.path.join(ROOT, "Makefile"))
         phony = re.search(r"^\.PHONY:((?:.*\\\n)*.*)$", mk, re.M).group(1)
         targets = set(phony.replace("\\\n", " ").split()) - {"FORCE"}
         p = subprocess.run(["make", "-s", "-C", ROOT, "help"], capture_output=True, text=True,
@@ -524,7 +528,7 @@ class Tooling(unittest.TestCase):
         self.assertEqual(targets - listed, set(), p.stdout)
 
     def test_installed_readme_links_resolve(self):
-        readme = open(os.path.join(ROOT, "README.md")).read()
+        readme = read_file(os.path.join(ROOT, "README.md"))
         links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme)
         p = subprocess.run(["make", "-s", "-n", "-C", ROOT, "install", "DESTDIR=/nonexistent"],
                            capture_output=True, text=True, timeout=60)
@@ -535,6 +539,142 @@ class Tooling(unittest.TestCase):
             self.assertTrue(link.startswith("docs/") and link.endswith(".md"),
                             "README links to %s, which make install does not install" % link)
             self.assertTrue(os.path.exists(os.path.join(ROOT, link)), link)
+
+
+class RealSystemd(HerdTestCase):
+    """The shipped unit under a real systemd: PID 1 of a fresh pid and mount
+    namespace (`unshare`). A systemd booting with the host's units would run
+    systemd-tmpfiles (which empties the host's /tmp), sysctl, timesyncd...:
+    so every unit folder is an empty tmpfs but for herd.service (with
+    DefaultDependencies=no), and /tmp, /var/tmp, /run, /var/log, /var/lib are
+    tmpfs too; this build is bound on /usr/local/bin. Only User= differs
+    (nobody: no herd user here) and the file's folder (/usr/local/etc/herd).
+    Opt-in (HERD_TEST_SYSTEMD=1): it boots an init on a shared machine, and
+    systemd as PID 1 still raises the host's fs.nr_open and fs.file-max."""
+
+    SYSTEMD = "/lib/systemd/systemd"
+
+    def setUp(self):
+        super().setUp()
+        self.sd_pid = None
+        if os.environ.get("HERD_TEST_SYSTEMD") != "1":
+            self.skipTest("opt-in: HERD_TEST_SYSTEMD=1 (boots systemd in a namespace)")
+        if os.geteuid() != 0 or not os.path.exists(self.SYSTEMD) or \
+                not shutil.which("unshare") or not shutil.which("nsenter"):
+            self.skipTest("needs root, systemd, unshare and nsenter")
+
+    def tearDown(self):
+        if self.sd_pid:
+            try:
+                os.kill(self.sd_pid, signal.SIGKILL)  # PID 1 of the namespace: all go
+            except ProcessLookupError:
+                pass
+        super().tearDown()
+
+    def ns(self, *argv, timeout=30):
+        return subprocess.run(["nsenter", "-t", str(self.sd_pid), "-m", "-p"] + list(argv),
+                              capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+
+    def boot(self, ports):
+        with open(os.path.join(ROOT, "etc", "systemd", "herd.service")) as f:
+            unit = f.read()
+        unit = (unit.replace("/etc/herd/herd.ini", "/usr/local/etc/herd/herd.ini")
+                .replace("User=herd", "User=nobody").replace("Group=herd", "Group=nogroup")
+                .replace("[Unit]\n", "[Unit]\nDefaultDependencies=no\n", 1))
+        with open(self.path("herd.service"), "w") as f:
+            f.write(unit)
+        write_config = __import__("herdtest").write_config
+        write_config(self.path("herd.ini"), {"A": ports[0], "B": ports[1]},
+                     herd={"log_dir": "/var/log/herd", "run_dir": "/run/herd",
+                           "state_dir": "/var/lib/herd"}, links={"A": ["B"]})
+        os.chmod(self.tmp, 0o755)
+        os.chmod(self.path("herd.ini"), 0o644)
+        units = " ".join(d for d in ("/etc/systemd/system",
+                                     "/usr/lib/systemd/system", "/lib/systemd/system",
+                                     "/usr/local/lib/systemd/system")
+                         if os.path.isdir(d) and not os.path.islink(d))
+        script = "\n".join([
+            "set -e",
+            "for d in /run %s /usr/local/etc /var/log /var/lib /var/tmp; do" % units,
+            "    mount -t tmpfs tmpfs $d",
+            "done",
+            "mount --bind '%s' /usr/local/bin" % os.path.abspath(binary("")),
+            "mkdir /usr/local/etc/herd",
+            "cp '%s' /usr/local/etc/herd/herd.ini" % self.path("herd.ini"),
+            "cp '%s' /etc/systemd/system/herd.service" % self.path("herd.service"),
+            "mount -t tmpfs tmpfs /tmp  # last: the files above come from the host's /tmp",
+            "exec %s --system --unit=herd.service" % self.SYSTEMD])
+        with open(self.path("boot.sh"), "w") as f:
+            f.write(script + "\n")
+        outer = self.spawn(["unshare", "--pid", "--fork", "--mount", "--uts", "--mount-proc", "sh",
+                            self.path("boot.sh")], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, start_new_session=True)
+
+        def child():
+            try:
+                with open("/proc/%d/task/%d/children" % (outer.pid, outer.pid)) as f:
+                    kids = f.read().split()
+            except OSError:
+                return None
+            return int(kids[0]) if kids else None
+        self.sd_pid = wait_for(child, 10 * SLOW, what="systemd in the namespace")
+
+    def test_unit_starts_the_herd_confined(self):
+        ports = [free_port(), free_port()]
+        self.boot(ports)
+
+        def answers():
+            if self.ns("systemctl", "is-failed", "--quiet", "herd").returncode == 0:
+                raise AssertionError(self.ns("journalctl", "-u", "herd", "--no-pager").stdout)
+            try:
+                c = Client(ports[1], timeout=1)
+            except OSError:
+                return None
+            try:
+                return c.ask("IAMAT sd.test +34.068930-118.445127 %.9f" % time.time(), timeout=1)
+            except OSError:
+                return None
+            finally:
+                c.close()
+        try:
+            reply = wait_for(answers, 30 * SLOW, interval=0.2, what="the herd under systemd")
+        except AssertionError as e:
+            if "timed out" in str(e) and self.ns("systemctl", "is-system-running").returncode \
+                    not in (0, 1):
+                self.skipTest("systemd does not come up in a namespace here: %s" % e)
+            raise
+        self.assertTrue(reply.startswith("AT B "), reply)
+        p = self.ns("systemctl", "show", "-p", "MainPID", "--value", "herd")
+        sup = int(p.stdout.strip())
+        self.assertGreater(sup, 0, p.stdout + p.stderr)
+        p = self.ns("/usr/local/bin/herdctl", "-c", "/usr/local/etc/herd/herd.ini", "status",
+                    "--json")
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        st = json.loads(p.stdout)
+        self.assertEqual([s["state"] for s in st["servers"]], ["running", "running"])
+        nobody = pwd.getpwnam("nobody").pw_uid
+        for pid in [st["supervisor"]["pid"]] + [s["pid"] for s in st["servers"]]:
+            p = self.ns("cat", "/proc/%d/status" % pid)
+            fields = dict(l.split(":\t", 1) for l in p.stdout.splitlines() if ":\t" in l)
+            self.assertEqual(fields["Uid"].split()[1], str(nobody), pid)
+            self.assertEqual(fields["NoNewPrivs"].strip(), "1")
+            self.assertEqual(fields["Seccomp"].strip(), "2", "SystemCallFilter is on")
+            self.assertEqual(int(fields["CapEff"], 16), 0)
+            self.assertEqual(int(fields["CapBnd"], 16), 0)
+        # Reload, reopen-logs, restart and kill work under the syscall filter.
+        self.assertEqual(self.ns("systemctl", "reload", "herd").returncode, 0)
+        ctl = ["/usr/local/bin/herdctl", "-c", "/usr/local/etc/herd/herd.ini"]
+        for args in (["reopen-logs"], ["restart", "A"], ["kill", "B"]):
+            p = self.ns(*(ctl + args))
+            self.assertEqual(p.returncode, 0, "%s: %s" % (args, p.stderr))
+        wait_for(lambda: self.ns(*(ctl + ["status"])).returncode == 0, 10 * SLOW,
+                 what="every worker running again")
+        self.assertEqual(self.ns("systemctl", "is-failed", "--quiet", "herd").returncode, 1)
+        self.assertEqual(self.ns("systemctl", "stop", "herd").returncode, 0)
+        self.assertEqual(self.ns("systemctl", "is-active", "herd").stdout.strip(), "inactive")
+        wait_for(lambda: self.ns("kill", "-0", str(sup)).returncode != 0, 5 * SLOW,
+                 what="the supervisor gone")
 
 
 if __name__ == "__main__":
