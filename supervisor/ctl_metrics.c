@@ -64,6 +64,9 @@ static const struct family families[] = {
      NULL},
     {"herd_places_cache_entries", "gauge", "Places answers cached.", W_PLACES, "cached", NULL,
      NULL},
+    /* Only with persistence, once heartbeats carry it. */
+    {"herd_snapshot_age_seconds", "gauge", "Seconds since the worker last saved its records.",
+     W_STATS, "snapshot_age", NULL, NULL},
 };
 
 /* A label value with \, " and newline escaped, as the format wants. */
@@ -202,7 +205,11 @@ static void state_metrics(FILE *f, json_object *servers)
     }
 }
 
-static void family_samples(FILE *f, json_object *servers, const struct family *fam)
+/* FIRST is the entry of FAM's name that carries HELP and TYPE; they are
+ * printed before the family's first sample, so a family no worker reports
+ * (snapshot age without persistence) does not show at all. */
+static void family_samples(FILE *f, json_object *servers, const struct family *fam,
+                           const struct family *first, int *headed)
 {
     for (size_t i = 0; i < json_object_array_length(servers); i++) {
         json_object *srv = json_object_array_get_idx(servers, i);
@@ -210,6 +217,10 @@ static void family_samples(FILE *f, json_object *servers, const struct family *f
 
         if (v == NULL)
             continue;
+        if (!*headed) {
+            head(f, first->name, first->type, first->help);
+            *headed = 1;
+        }
         fprintf(f, "%s{", fam->name);
         put_label(f, "server", ctl_str(srv, "name", "?"), 1);
         if (fam->label != NULL)
@@ -221,7 +232,9 @@ static void family_samples(FILE *f, json_object *servers, const struct family *f
 
 void ctl_print_metrics(FILE *f, json_object *reply)
 {
+    const struct family *first = &families[0];
     json_object *servers;
+    int headed = 0;
 
     supervisor_metrics(f, reply);
     if (!json_object_object_get_ex(reply, "servers", &servers) ||
@@ -229,8 +242,10 @@ void ctl_print_metrics(FILE *f, json_object *reply)
         return;
     state_metrics(f, servers);
     for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
-        if (families[i].type != NULL)
-            head(f, families[i].name, families[i].type, families[i].help);
-        family_samples(f, servers, &families[i]);
+        if (families[i].type != NULL) {
+            first = &families[i];
+            headed = 0;
+        }
+        family_samples(f, servers, &families[i], first, &headed);
     }
 }
