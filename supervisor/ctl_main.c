@@ -24,6 +24,7 @@ static void usage(FILE *f)
             "usage: herdctl [-c FILE] [-t SECONDS] COMMAND [ARGS]\n\n"
             "  start                 start the herd in the background, wait until it serves\n"
             "  stop                  stop it: SIGTERM, SIGKILL after stop_timeout (or -t)\n"
+            "  start|stop NAME...    start or stop single servers (the supervisor's word)\n"
             "  status [--json] [NAME...]  one row per server (--json: everything)\n"
             "  restart NAME          restart one worker and wait until it serves\n"
             "  kill NAME [SIGNAL]    send SIGNAL (default KILL) to one worker\n"
