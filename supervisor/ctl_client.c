@@ -9,7 +9,9 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pwd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -116,16 +118,48 @@ fail:
     return -1;
 }
 
+/* Whether the socket is ours to use: another user's supervisor would refuse
+ * us anyway (SO_PEERCRED), so say whose it is before trying. */
+static int socket_owner_check(const struct ctl *c, char *err, size_t errlen)
+{
+    struct stat st;
+    struct passwd *pw;
+
+    if (stat(c->sock_path, &st) != 0) {
+        snprintf(err, errlen, "%s", strerror(errno));
+        if (errno == EACCES || errno == EPERM)
+            return CTL_NOT_ALLOWED;
+        return errno == ENOENT || errno == ENOTDIR ? CTL_NOT_RUNNING : CTL_ERR;
+    }
+    if (st.st_uid != geteuid() && geteuid() != 0) { /* root is answered too */
+        pw = getpwuid(st.st_uid);
+        snprintf(err, errlen, "the supervisor belongs to %s (uid %u)", pw ? pw->pw_name : "?",
+                 (unsigned)st.st_uid);
+        return CTL_NOT_ALLOWED;
+    }
+    return 0;
+}
+
+static int connect_error(void)
+{
+    if (errno == EACCES || errno == EPERM)
+        return CTL_NOT_ALLOWED;
+    return errno == ENOENT || errno == ECONNREFUSED ? CTL_NOT_RUNNING : CTL_ERR;
+}
+
 int ctl_request(const struct ctl *c, const char *line, json_object **reply, char *err,
                 size_t errlen)
 {
     char req[CTLPROTO_REQ_MAX], *text = NULL;
     int n = snprintf(req, sizeof(req), "%s\n", line);
-    int fd = net_unix_connect(c->sock_path, err, errlen);
+    int fd = socket_owner_check(c, err, errlen);
 
     *reply = NULL;
     if (fd < 0)
-        return errno == ENOENT || errno == ECONNREFUSED ? CTL_NOT_RUNNING : CTL_ERR;
+        return fd;
+    fd = net_unix_connect(c->sock_path, err, errlen);
+    if (fd < 0)
+        return connect_error();
     if (n < 0 || (size_t)n >= sizeof(req)) {
         snprintf(err, errlen, "request too long");
         goto fail;
@@ -146,6 +180,12 @@ int ctl_request(const struct ctl *c, const char *line, json_object **reply, char
         return CTL_ERR;
     }
     free(text);
+    if (!ctl_bool(*reply, "ok") && strcmp(ctl_str(*reply, "error", ""), "permission denied") == 0) {
+        snprintf(err, errlen, "the supervisor refused our uid");
+        json_object_put(*reply);
+        *reply = NULL;
+        return CTL_NOT_ALLOWED;
+    }
     return 0;
 fail:
     close(fd);

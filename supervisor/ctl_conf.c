@@ -3,17 +3,49 @@
  * supervisor need only [herd] (run_dir, log_dir, stop_timeout), so when an
  * edit broke a [server] section, stop, status and reload still find the
  * supervisor: the [herd] sections are loaded on their own, with a stand-in
- * server, and the supervisor's own reading decides the rest.
+ * server, and the supervisor's own reading decides the rest. Also where the
+ * file is looked for, and check-config's warning about a readable secret.
  */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "ctl.h"
+#include "version.h"
 
-#define CONF_MAX (4 << 20) /* a herd file is far smaller */
-#define STAND_IN "\n[server _herdctl]\nport = 1\n"
+#define CONF_MAX     (4 << 20) /* a herd file is far smaller */
+#define STAND_IN     "\n[server _herdctl]\nport = 1\n"
+#define LOCAL_CONFIG "etc/herd.ini"
+
+const char *ctl_default_config(void)
+{
+    static char installed[PATH_MAX];
+    const char *env = getenv("HERD_CONFIG");
+
+    if (env != NULL && *env != '\0')
+        return env;
+    if (access(LOCAL_CONFIG, F_OK) == 0)
+        return LOCAL_CONFIG;
+    snprintf(installed, sizeof(installed), "%s/herd/herd.ini", herd_sysconfdir);
+    return installed;
+}
+
+void ctl_check_secret_mode(const struct ctl *c)
+{
+    struct stat st;
+
+    if (c->cfg->secret == NULL || stat(c->cfg->path, &st) != 0)
+        return;
+    if (st.st_mode & (S_IRGRP | S_IROTH))
+        fprintf(stderr,
+                "herdctl: warning: %s holds the link secret and is readable by %s "
+                "(mode %04o): chmod 600 it\n",
+                c->cfg->path, st.st_mode & S_IROTH ? "others" : "its group",
+                (unsigned)(st.st_mode & 07777));
+}
 
 static char *read_file(const char *path)
 {

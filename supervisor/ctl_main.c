@@ -1,8 +1,9 @@
 /*
  * herdctl: the operator's command line for a herd (SPEC §7): start, stop,
- * status, restart, kill, reopen-logs, reload, save, check-config. Everything but
- * start and check-config is one request over run_dir/herd.sock; the exit
- * statuses are 0 ok, 1 failed, 2 usage or configuration, 3 not running.
+ * status, restart, kill, logs, metrics, reopen-logs, reload, save, check-config.
+ * Everything but start, logs and check-config is one request over
+ * run_dir/herd.sock; the exit statuses are 0 ok, 1 failed, 2 usage or
+ * configuration, 3 supervisor not running, 4 not allowed (another user's).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -12,29 +13,43 @@
 
 #include "ctl.h"
 #include "ctlproto.h"
+#include "version.h"
 
-#define DEFAULT_CONFIG  "etc/herd.ini"
 #define DEFAULT_TIMEOUT 10.0
+#define DEFAULT_LINES   10
 
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: herdctl [-c FILE] [-t SECONDS] COMMAND\n\n"
-            "  start               start the herd in the background, wait until it serves\n"
-            "  stop                stop it: SIGTERM, SIGKILL after stop_timeout\n"
-            "  status [--json]     one row per server (--json: everything)\n"
-            "  restart NAME        restart one worker and wait until it serves\n"
-            "  kill NAME [SIGNAL]  send SIGNAL (default KILL) to one worker\n"
-            "  reopen-logs         every process reopens its log (after logrotate)\n"
-            "  reload              re-read FILE: start added, stop removed, restart changed\n"
-            "  save [NAME]         write every (or one) worker's snapshot now and wait\n"
-            "  check-config        validate FILE and start nothing\n\n"
-            "  -c, --config FILE   the herd's file (default $HERD_CONFIG, then %s)\n"
-            "  -t, --timeout SECS  how long start/stop/restart wait (default %.0f)\n"
-            "  -h, --help          this text\n\n"
+            "usage: herdctl [-c FILE] [-t SECONDS] COMMAND [ARGS]\n\n"
+            "  start                 start the herd in the background, wait until it serves\n"
+            "  stop                  stop it: SIGTERM, SIGKILL after stop_timeout (or -t)\n"
+            "  start|stop NAME...    start or stop single servers (the supervisor's word)\n"
+            "  status [--json] [NAME...]  one row per server (--json: everything)\n"
+            "  restart NAME          restart one worker and wait until it serves\n"
+            "  kill NAME [SIGNAL]    send SIGNAL (default KILL) to one worker\n"
+            "  logs NAME [-f] [-n N] the last N (%d) lines of NAME's log; -f follows it\n"
+            "  metrics               counters and gauges, Prometheus text format\n"
+            "  reopen-logs           every process reopens its log (after logrotate)\n"
+            "  reload                re-read FILE: start added, stop removed, restart changed\n"
+            "  save [NAME]           write every (or one) worker's snapshot now and wait\n"
+            "  check-config          validate FILE and start nothing\n\n"
+            "  -c, --config FILE     the herd's file (default $HERD_CONFIG, then\n"
+            "                        ./etc/herd.ini when present, then %s)\n"
+            "  -t, --timeout SECS    how long start/stop/restart wait (default %.0f; stop:\n"
+            "                        stop_timeout + %.0f)\n"
+            "  -h, --help            this text\n"
+            "      --version         print the version\n\n"
+            "status columns: PID and UPTIME of the worker process; RESTARTS processes\n"
+            "started after the first; CLIENTS client IDs whose last location the server\n"
+            "stores (told by the client or flooded by a neighbour), not connections;\n"
+            "LINKS neighbours linked / configured; HOST only when hosts differ. STATE:\n"
+            "running, starting, backoff (waiting to restart after an exit), stopping,\n"
+            "stopped, unresponsive (running, but its heartbeat is late).\n\n"
             "Exit status: 0 ok (status: all running), 1 failed (status: some not\n"
-            "running), 2 usage or configuration error, 3 supervisor not running.\n",
-            DEFAULT_CONFIG, DEFAULT_TIMEOUT);
+            "running), 2 usage or configuration error, 3 supervisor not running,\n"
+            "4 not allowed (the supervisor is another user's).\n",
+            DEFAULT_LINES, ctl_default_config(), DEFAULT_TIMEOUT, DEFAULT_TIMEOUT);
 }
 
 static int parse_timeout(const char *s, double *out)
@@ -50,33 +65,60 @@ static int parse_timeout(const char *s, double *out)
     return 0;
 }
 
+static int parse_lines(const char *s, long *out)
+{
+    char *end;
+    long v;
+
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < 0 || v > 1000000)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_option(int ch, struct ctl *c)
+{
+    switch (ch) {
+    case 'c': c->config = optarg; return 0;
+    case 't':
+        c->timeout_set = 1;
+        if (parse_timeout(optarg, &c->timeout) == 0)
+            return 0;
+        fprintf(stderr, "herdctl: bad timeout \"%s\"\n", optarg);
+        return -1;
+    case 'n':
+        if (parse_lines(optarg, &c->lines) == 0)
+            return 0;
+        fprintf(stderr, "herdctl: bad line count \"%s\"\n", optarg);
+        return -1;
+    case 'f': c->follow = 1; return 0;
+    case 'j': c->json = 1; return 0;
+    case 'h': usage(stdout); exit(CTL_EXIT_OK);
+    case 'V': printf("herdctl %s\n", herd_version); exit(CTL_EXIT_OK);
+    default: usage(stderr); return -1;
+    }
+}
+
 static int parse_args(int argc, char **argv, struct ctl *c)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"timeout", required_argument, NULL, 't'},
-        {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'}, {"timeout", required_argument, NULL, 't'},
+        {"json", no_argument, NULL, 'j'},         {"follow", no_argument, NULL, 'f'},
+        {"lines", required_argument, NULL, 'n'},  {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0},
     };
     int ch;
 
-    c->config = getenv("HERD_CONFIG") ? getenv("HERD_CONFIG") : DEFAULT_CONFIG;
+    c->config = NULL;
     c->timeout = DEFAULT_TIMEOUT;
-    while ((ch = getopt_long(argc, argv, "c:t:h", longopts, NULL)) != -1) {
-        switch (ch) {
-        case 'c': c->config = optarg; break;
-        case 't':
-            if (parse_timeout(optarg, &c->timeout) != 0) {
-                fprintf(stderr, "herdctl: bad timeout \"%s\"\n", optarg);
-                return -1;
-            }
-            break;
-        case 'j': c->json = 1; break;
-        case 'h': usage(stdout); exit(CTL_EXIT_OK);
-        default: usage(stderr); return -1;
-        }
-    }
+    c->lines = DEFAULT_LINES;
+    while ((ch = getopt_long(argc, argv, "c:t:n:fh", longopts, NULL)) != -1)
+        if (parse_option(ch, c) != 0)
+            return -1;
+    if (c->config == NULL)
+        c->config = ctl_default_config();
     if (optind >= argc) {
         usage(stderr);
         return -1;
@@ -84,7 +126,7 @@ static int parse_args(int argc, char **argv, struct ctl *c)
     return optind;
 }
 
-/* Prints a refusal; 3 when no supervisor answered. */
+/* Prints a refusal; 3 when no supervisor answered, 4 when it is not ours. */
 static int talk(const struct ctl *c, const char *line, json_object **reply)
 {
     char err[256];
@@ -93,6 +135,10 @@ static int talk(const struct ctl *c, const char *line, json_object **reply)
     if (rc == CTL_NOT_RUNNING) {
         fprintf(stderr, "herdctl: supervisor not running (%s)\n", c->sock_path);
         return CTL_EXIT_NOT_RUNNING;
+    }
+    if (rc == CTL_NOT_ALLOWED) {
+        fprintf(stderr, "herdctl: not allowed: %s: %s\n", c->sock_path, err);
+        return CTL_EXIT_NOT_ALLOWED;
     }
     if (rc != 0) {
         fprintf(stderr, "herdctl: %s: %s\n", c->sock_path, err);
@@ -105,11 +151,13 @@ static int talk(const struct ctl *c, const char *line, json_object **reply)
     return CTL_EXIT_OK;
 }
 
-static int cmd_status(const struct ctl *c)
+static int cmd_status(const struct ctl *c, char **names, int n)
 {
     json_object *reply = NULL;
     int rc = talk(c, "status", &reply);
 
+    if (rc == CTL_EXIT_OK && ctl_filter_servers(reply, names, n) != 0)
+        rc = CTL_EXIT_USAGE;
     if (rc == CTL_EXIT_OK) {
         if (c->json)
             printf("%s\n", json_object_to_json_string_ext(
@@ -121,6 +169,17 @@ static int cmd_status(const struct ctl *c)
     } else if (c->json && rc == CTL_EXIT_NOT_RUNNING) {
         printf("{ \"ok\": false, \"error\": \"supervisor not running\" }\n");
     }
+    json_object_put(reply);
+    return rc;
+}
+
+static int cmd_metrics(const struct ctl *c)
+{
+    json_object *reply = NULL;
+    int rc = talk(c, "status", &reply);
+
+    if (rc == CTL_EXIT_OK)
+        ctl_print_metrics(stdout, reply);
     json_object_put(reply);
     return rc;
 }
@@ -277,30 +336,65 @@ static int cmd_save(const struct ctl *c, const char *name)
 
 static int cmd_check(const struct ctl *c)
 {
+    ctl_check_secret_mode(c);
     printf("%s: syntax is ok, %zu server%s\n", c->config, c->cfg->nservers,
            c->cfg->nservers == 1 ? "" : "s");
     return CTL_EXIT_OK;
+}
+
+/* start NAME / stop NAME: one request per server, the supervisor's word. */
+static int cmd_each(const struct ctl *c, const char *what, char **names, int n)
+{
+    char line[CTLPROTO_REQ_MAX];
+    int worst = CTL_EXIT_OK;
+
+    for (int i = 0; i < n; i++) {
+        json_object *reply = NULL;
+        int rc;
+
+        snprintf(line, sizeof(line), "%s %s", what, names[i]);
+        rc = talk(c, line, &reply);
+        if (rc == CTL_EXIT_OK)
+            printf("%s: %s\n", names[i], strcmp(what, "start") == 0 ? "started" : "stopped");
+        json_object_put(reply);
+        if (rc == CTL_EXIT_NOT_RUNNING || rc == CTL_EXIT_NOT_ALLOWED)
+            return rc;
+        if (rc > worst)
+            worst = rc;
+    }
+    return worst;
+}
+
+static int is(const char *cmd, const char *name)
+{
+    return strcmp(cmd, name) == 0;
 }
 
 static int run(struct ctl *c, int argc, char **argv)
 {
     const char *cmd = argv[0];
 
-    if (argc == 1 && strcmp(cmd, "start") == 0)
+    if (argc == 1 && is(cmd, "start"))
         return ctl_start(c);
-    if (argc == 1 && strcmp(cmd, "stop") == 0)
+    if (argc == 1 && is(cmd, "stop"))
         return ctl_stop(c);
-    if (argc == 1 && strcmp(cmd, "status") == 0)
-        return cmd_status(c);
-    if (argc == 2 && strcmp(cmd, "restart") == 0)
+    if (argc > 1 && (is(cmd, "start") || is(cmd, "stop")))
+        return cmd_each(c, cmd, argv + 1, argc - 1);
+    if (is(cmd, "status"))
+        return cmd_status(c, argv + 1, argc - 1);
+    if (argc == 2 && is(cmd, "restart"))
         return cmd_restart(c, argv[1]);
-    if ((argc == 2 || argc == 3) && strcmp(cmd, "kill") == 0)
+    if ((argc == 2 || argc == 3) && is(cmd, "kill"))
         return cmd_kill(c, argv[1], argc == 3 ? argv[2] : NULL);
-    if (argc == 1 && (strcmp(cmd, "reopen-logs") == 0 || strcmp(cmd, "reload") == 0))
+    if (argc == 2 && is(cmd, "logs"))
+        return ctl_logs(c, argv[1]);
+    if (argc == 1 && is(cmd, "metrics"))
+        return cmd_metrics(c);
+    if (argc == 1 && (is(cmd, "reopen-logs") || is(cmd, "reload")))
         return cmd_plain(c, cmd);
-    if ((argc == 1 || argc == 2) && strcmp(cmd, "save") == 0)
+    if ((argc == 1 || argc == 2) && is(cmd, "save"))
         return cmd_save(c, argc == 2 ? argv[1] : NULL);
-    if (argc == 1 && strcmp(cmd, "check-config") == 0)
+    if (argc == 1 && is(cmd, "check-config"))
         return cmd_check(c);
     fprintf(stderr, "herdctl: bad command \"%s\" (or its arguments); see herdctl --help\n", cmd);
     return CTL_EXIT_USAGE;

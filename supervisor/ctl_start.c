@@ -232,9 +232,16 @@ int ctl_stop(struct ctl *c)
     json_object *reply = NULL;
     char err[256];
     pid_t pid = 0;
-    double patience = c->cfg->stop_timeout + c->timeout;
+    /* -t is how long the operator will wait; past it the supervisor gets
+     * SIGKILL and its workers follow it (PR_SET_PDEATHSIG). */
+    double patience = c->timeout_set ? c->timeout : c->cfg->stop_timeout + c->timeout;
+    int rc = ctl_request(c, "stop", &reply, err, sizeof(err));
 
-    if (ctl_request(c, "stop", &reply, err, sizeof(err)) == 0 && ctl_bool(reply, "ok")) {
+    if (rc == CTL_NOT_ALLOWED) {
+        fprintf(stderr, "herdctl: not allowed: %s: %s\n", c->sock_path, err);
+        return CTL_EXIT_NOT_ALLOWED;
+    }
+    if (rc == 0 && ctl_bool(reply, "ok")) {
         pid = (pid_t)ctl_int(reply, "pid", 0);
     } else {
         int held = ctlproto_lock_held(c->pid_path, &pid);
@@ -245,6 +252,12 @@ int ctl_stop(struct ctl *c)
             return CTL_EXIT_OK;
         }
         /* Alive but not answering (socket gone?): the signal does the same. */
+        if (held == 1 && pid > 0 && kill(pid, 0) != 0 && errno == EPERM) {
+            fprintf(stderr, "herdctl: not allowed: supervisor pid %d is another user's\n",
+                    (int)pid);
+            json_object_put(reply);
+            return CTL_EXIT_NOT_ALLOWED;
+        }
         if (held < 0 || pid <= 0 || kill(pid, SIGTERM) != 0) {
             fprintf(stderr, "herdctl: cannot stop the supervisor: %s\n", err);
             json_object_put(reply);

@@ -23,6 +23,7 @@
 #include "fsutil.h"
 #include "log.h"
 #include "sup.h"
+#include "version.h"
 
 #define DEFAULT_CONFIG "etc/herd.ini"
 
@@ -39,7 +40,8 @@ static void usage(FILE *out)
             "  -c, --config FILE  configuration (default $HERD_CONFIG, then %s)\n"
             "  -f, --foreground   stay in the foreground, log to stderr as well\n"
             "      --node NAME    run only the servers whose node is NAME\n"
-            "  -h, --help         this help\n\n"
+            "  -h, --help         this help\n"
+            "      --version      print the version\n\n"
             "Exit status: 0 stopped cleanly, 1 could not run (already running, no\n"
             "socket), 2 bad configuration or usage.\n"
             "Signals: TERM/INT stop the herd (twice: SIGKILL now), HUP reopens logs.\n",
@@ -55,11 +57,9 @@ struct opts {
 static int parse_args(int argc, char **argv, struct opts *o)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"foreground", no_argument, NULL, 'f'},
-        {"node", required_argument, NULL, 'n'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'}, {"foreground", no_argument, NULL, 'f'},
+        {"node", required_argument, NULL, 'n'},   {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0},
     };
     int ch;
 
@@ -70,6 +70,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         case 'f': o->foreground = 1; break;
         case 'n': o->node = optarg; break;
         case 'h': usage(stdout); exit(0);
+        case 'V': printf("herd-supervisor %s\n", herd_version); exit(0);
         default: usage(stderr); exit(2);
         }
     }

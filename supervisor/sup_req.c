@@ -16,6 +16,7 @@
 #include "fsutil.h"
 #include "log.h"
 #include "sup.h"
+#include "version.h"
 
 #define REQ_WORDS 4
 
@@ -92,7 +93,7 @@ static void add_gauges(json_object *o, const struct sup_proc *p)
 
 static json_object *proc_json(struct sup *s, const struct sup_proc *p)
 {
-    json_object *o = json_object_new_object();
+    json_object *o = json_object_new_object(), *ver;
     ev_tstamp now = ev_now(s->loop);
     char log[PATH_MAX];
 
@@ -114,6 +115,15 @@ static json_object *proc_json(struct sup *s, const struct sup_proc *p)
     }
     if (p->pid > 0 && p->last_msg > 0)
         add_double(o, "heartbeat_age", now - p->last_msg);
+    /* Late: a whole heartbeat missed (frozen, or its loop blocked). */
+    json_object_object_add(
+        o, "heartbeat_late",
+        json_object_new_boolean(p->pid > 0 && p->last_msg > 0 &&
+                                now - p->last_msg > 2 * s->cfg->heartbeat_interval + 0.25));
+    /* The worker's own version (its heartbeat): a half-rolled upgrade shows. */
+    if (p->pid <= 0 || p->stats == NULL || !json_object_object_get_ex(p->stats, "version", &ver))
+        ver = NULL;
+    json_object_object_add(o, "version", json_object_get(ver));
     if (fs_join(log, sizeof(log), s->cfg->log_dir, p->name, ".log") == 0)
         json_object_object_add(o, "log", json_object_new_string(log));
     add_gauges(o, p);
@@ -125,7 +135,10 @@ json_object *sup_req_status(struct sup *s)
     json_object *o = reply_new(1), *sup = json_object_new_object();
     json_object *servers = json_object_new_array();
 
+    json_object_object_add(o, "schema", json_object_new_int(1));
     json_object_object_add(sup, "pid", json_object_new_int(getpid()));
+    json_object_object_add(sup, "version", json_object_new_string(herd_version));
+    add_double(sup, "heartbeat_interval", s->cfg->heartbeat_interval);
     add_double(sup, "uptime", ev_now(s->loop) - s->started);
     json_object_object_add(sup, "state",
                            json_object_new_string(s->stopping ? "stopping" : "running"));

@@ -20,6 +20,7 @@
 
 #include "log.h"
 #include "net.h"
+#include "version.h"
 
 /* A heartbeat is ~400 bytes; more than this queued means the supervisor is
  * not reading (stopped, or busy), and a stale heartbeat is worth nothing. */
@@ -163,6 +164,7 @@ static json_object *heartbeat_json(struct chan *c)
 
     json_object_object_add(o, "type", json_object_new_string("heartbeat"));
     add_u64(o, "pid", (uint64_t)getpid());
+    json_object_object_add(o, "version", json_object_new_string(herd_version));
     add_u64(o, "clients", st->clients);
     add_u64(o, "connections", st->connections);
     add_u64(o, "links_up", st->links_up);
@@ -200,6 +202,7 @@ void chan_ready(struct chan *c, const char *name, unsigned port)
     add_u64(o, "pid", (uint64_t)getpid());
     add_u64(o, "port", port);
     json_object_object_add(o, "name", json_object_new_string(name));
+    json_object_object_add(o, "version", json_object_new_string(herd_version));
     chan_send(c, o);
     chan_heartbeat(c);
 }

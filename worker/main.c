@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "version.h"
 #include "worker.h"
 
 static void usage(FILE *f)
@@ -18,7 +19,8 @@ static void usage(FILE *f)
                "  -c, --config FILE   the herd's INI file\n"
                "      --channel FD    report to herd-supervisor on this fd\n"
                "      --log-stderr    copy log lines to stderr\n"
-               "  -h, --help          this text\n\n"
+               "  -h, --help          this text\n"
+               "      --version       print the version\n\n"
                "Exit status: 0 stopped, 1 runtime failure, 2 usage or configuration error.\n");
 }
 
@@ -36,11 +38,9 @@ static int parse_fd(const char *s, int *fd)
 static int parse_opts(int argc, char **argv, struct worker_opts *o)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"channel", required_argument, NULL, 'C'},
-        {"log-stderr", no_argument, NULL, 'e'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'}, {"channel", required_argument, NULL, 'C'},
+        {"log-stderr", no_argument, NULL, 'e'},   {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0},
     };
     *o = (struct worker_opts){.channel_fd = -1};
     int ch;
@@ -55,6 +55,7 @@ static int parse_opts(int argc, char **argv, struct worker_opts *o)
             break;
         case 'e': o->log_stderr = 1; break;
         case 'h': usage(stdout); exit(0);
+        case 'V': printf("herd-worker %s\n", herd_version); exit(0);
         default: usage(stderr); return -1;
         }
     }
