@@ -34,6 +34,10 @@ struct ctl {
     double timeout; /* how long start, stop, restart wait */
     int json;       /* status --json */
     int degraded;   /* the file is broken: cfg holds its [herd] only */
+    int force;      /* reload/restart --force */
+    int no_wait;    /* restart --no-wait */
+    int all;        /* restart --all */
+    double reply_wait; /* seconds to wait for one reply; 0: the default (5) */
 };
 
 /* ctl_conf.c: loads c->config into c->cfg. With LENIENT, a file broken

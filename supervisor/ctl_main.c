@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 
 #define DEFAULT_CONFIG  "etc/herd.ini"
 #define DEFAULT_TIMEOUT 10.0
+#define JOB_REPLY_WAIT  3700.0 /* the supervisor bounds each step of a roll itself */
 
 static void usage(FILE *f)
 {
@@ -23,10 +25,13 @@ static void usage(FILE *f)
             "  start               start the herd in the background, wait until it serves\n"
             "  stop                stop it: SIGTERM, SIGKILL after stop_timeout\n"
             "  status [--json]     one row per server (--json: everything)\n"
-            "  restart NAME        restart one worker and wait until it serves\n"
-            "  kill NAME [SIGNAL]  send SIGNAL (default KILL) to one worker\n"
+            "  start NAME...       start stopped servers again\n"
+            "  stop NAME...        stop servers; they stay down until start NAME\n"
+            "  restart [--no-wait] [--force] NAME... | --all\n"
+            "                      restart workers one at a time, each ready and resynced\n"
+            "  kill NAME [SIGNAL]  send SIGNAL (default KILL) to one worker, wait for its end\n"
             "  reopen-logs         every process reopens its log (after logrotate)\n"
-            "  reload              re-read FILE: start added, stop removed, restart changed\n"
+            "  reload [--force]    re-read FILE: live settings in place, rolling restarts\n"
             "  check-config        validate FILE and start nothing\n\n"
             "  -c, --config FILE   the herd's file (default $HERD_CONFIG, then %s)\n"
             "  -t, --timeout SECS  how long start/stop/restart wait (default %.0f)\n"
@@ -55,6 +60,9 @@ static int parse_args(int argc, char **argv, struct ctl *c)
         {"config", required_argument, NULL, 'c'},
         {"timeout", required_argument, NULL, 't'},
         {"json", no_argument, NULL, 'j'},
+        {"force", no_argument, NULL, 'F'},
+        {"no-wait", no_argument, NULL, 'W'},
+        {"all", no_argument, NULL, 'A'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -72,6 +80,9 @@ static int parse_args(int argc, char **argv, struct ctl *c)
             }
             break;
         case 'j': c->json = 1; break;
+        case 'F': c->force = 1; break;
+        case 'W': c->no_wait = 1; break;
+        case 'A': c->all = 1; break;
         case 'h': usage(stdout); exit(CTL_EXIT_OK);
         default: usage(stderr); return -1;
         }
@@ -124,8 +135,8 @@ static int cmd_status(const struct ctl *c)
     return rc;
 }
 
-/* Waits until NAME runs again under a pid other than OLD. */
-static int wait_restarted(const struct ctl *c, const char *name, long old)
+/* Waits until NAME runs under a pid other than OLD (0: any pid). */
+static int wait_running(const struct ctl *c, const char *name, long old)
 {
     double deadline = ctl_now() + c->timeout;
     char err[256];
@@ -136,32 +147,94 @@ static int wait_restarted(const struct ctl *c, const char *name, long old)
         if (ctl_request(c, "status", &st, err, sizeof(err)) == 0 &&
             (srv = ctl_server(st, name)) != NULL &&
             strcmp(ctl_str(srv, "state", ""), "running") == 0 && ctl_int(srv, "pid", 0) != old) {
-            printf("%s restarted (pid %ld)\n", name, ctl_int(srv, "pid", 0));
+            printf("%s running (pid %ld)\n", name, ctl_int(srv, "pid", 0));
             json_object_put(st);
             return CTL_EXIT_OK;
         }
         json_object_put(st);
         ctl_sleep_ms(50);
     }
-    fprintf(stderr, "herdctl: %s is not running again after %.0f s\n", name, c->timeout);
+    fprintf(stderr, "herdctl: %s is not running after %.0f s\n", name, c->timeout);
     return CTL_EXIT_FAIL;
 }
 
-static int cmd_restart(const struct ctl *c, const char *name)
+static void print_names(const char *label, json_object *reply, const char *key);
+
+/* What a job (reload, restart) did, then its refusal if any. */
+static void print_job(json_object *reply)
+{
+    json_object *arr, *live;
+
+    print_names("restarted", reply, "restarted");
+    print_names("not restarted", reply, "not_restarted");
+    if (json_object_object_get_ex(reply, "live", &live) && live != NULL &&
+        json_object_object_length(live) > 0) {
+        printf("live:");
+        json_object_object_foreach(live, name, v) printf(" %s=%s", name, json_object_get_string(v));
+        printf("\n");
+    }
+    if (json_object_object_get_ex(reply, "failed", &arr) && arr != NULL)
+        for (size_t i = 0; i < json_object_array_length(arr); i++) {
+            json_object *f = json_object_array_get_idx(arr, i);
+            printf("failed: %s: %s\n", ctl_str(f, "name", "?"), ctl_str(f, "error", "?"));
+        }
+    if (json_object_object_get_ex(reply, "seconds", &arr) && arr != NULL)
+        printf("took %.3f s (generation %ld)\n", json_object_get_double(arr),
+               ctl_int(reply, "generation", 0));
+}
+
+static int cmd_restart(struct ctl *c, int argc, char **argv)
 {
     char line[CTLPROTO_REQ_MAX];
     json_object *reply = NULL;
-    long old;
+    size_t off;
     int rc;
 
-    snprintf(line, sizeof(line), "restart %s", name);
+    if ((argc > 1) == c->all) {
+        fprintf(stderr, "herdctl: restart NAME... or restart --all\n");
+        return CTL_EXIT_USAGE;
+    }
+    off = (size_t)snprintf(line, sizeof(line), "restart%s%s%s", c->no_wait ? " --no-wait" : "",
+                           c->force ? " --force" : "", c->all ? " --all" : "");
+    for (int i = 1; i < argc && off < sizeof(line); i++)
+        off += (size_t)snprintf(line + off, sizeof(line) - off, " %s", argv[i]);
+    if (off >= sizeof(line)) {
+        fprintf(stderr, "herdctl: too many names\n");
+        return CTL_EXIT_USAGE;
+    }
+    c->reply_wait = JOB_REPLY_WAIT;
     rc = talk(c, line, &reply);
-    old = rc == CTL_EXIT_OK ? ctl_int(reply, "pid", 0) : 0;
+    if (reply != NULL)
+        print_job(reply);
     json_object_put(reply);
-    return rc == CTL_EXIT_OK ? wait_restarted(c, name, old) : rc;
+    return rc;
 }
 
-static int cmd_kill(const struct ctl *c, const char *name, const char *sig)
+/* start NAME... / stop NAME...: one request each. */
+static int cmd_hold(struct ctl *c, const char *what, int argc, char **argv)
+{
+    int rc = CTL_EXIT_OK;
+
+    c->reply_wait = 60;
+    for (int i = 1; i < argc; i++) {
+        char line[CTLPROTO_REQ_MAX];
+        json_object *reply = NULL;
+        int r;
+
+        snprintf(line, sizeof(line), "%s %s", what, argv[i]);
+        r = talk(c, line, &reply);
+        json_object_put(reply);
+        if (r == CTL_EXIT_OK && strcmp(what, "start") == 0)
+            r = wait_running(c, argv[i], 0);
+        else if (r == CTL_EXIT_OK)
+            printf("%s stopped\n", argv[i]);
+        if (r != CTL_EXIT_OK && rc == CTL_EXIT_OK)
+            rc = r;
+    }
+    return rc;
+}
+
+static int cmd_kill(struct ctl *c, const char *name, const char *sig)
 {
     char line[CTLPROTO_REQ_MAX], canon[32];
     json_object *reply = NULL;
@@ -173,9 +246,17 @@ static int cmd_kill(const struct ctl *c, const char *name, const char *sig)
     }
     ctlproto_signame(signum, canon, sizeof(canon));
     snprintf(line, sizeof(line), "kill %s %s", name, canon);
+    c->reply_wait = 15;
     rc = talk(c, line, &reply);
-    if (rc == CTL_EXIT_OK)
-        printf("sent %s to %s (pid %ld)\n", canon, name, ctl_int(reply, "pid", 0));
+    if (rc == CTL_EXIT_OK) {
+        printf("sent %s to %s (pid %ld)", canon, name, ctl_int(reply, "pid", 0));
+        if (!ctl_bool(reply, "exited"))
+            printf("; still running\n");
+        else if (ctl_int(reply, "new_pid", 0) > 0)
+            printf("; restarted as pid %ld\n", ctl_int(reply, "new_pid", 0));
+        else
+            printf("; exited, now %s\n", ctl_str(reply, "state", "?"));
+    }
     json_object_put(reply);
     return rc;
 }
@@ -193,21 +274,47 @@ static void print_names(const char *label, json_object *reply, const char *key)
     printf("\n");
 }
 
-static int cmd_plain(const struct ctl *c, const char *what)
+static int cmd_plain(struct ctl *c, const char *what)
 {
     json_object *reply = NULL;
-    int rc = talk(c, what, &reply);
+    int reload = strcmp(what, "reload") == 0, rc;
 
-    if (rc == CTL_EXIT_OK && strcmp(what, "reload") == 0) {
+    if (reload)
+        c->reply_wait = JOB_REPLY_WAIT;
+    rc = talk(c, reload && c->force ? "reload --force" : what, &reply);
+    if (reload && reply != NULL && json_object_object_get_ex(reply, "added", NULL)) {
         print_names("added", reply, "added");
         print_names("removed", reply, "removed");
-        print_names("restarted", reply, "changed");
+        print_names("changed", reply, "changed");
         print_names("unchanged", reply, "unchanged");
         print_names("note", reply, "warnings");
+        print_job(reply);
     } else if (rc == CTL_EXIT_OK) {
         printf("%s: ok\n", what);
     }
     json_object_put(reply);
+    return rc;
+}
+
+/* 1 when the running supervisor runs another file than ours; both in MSG. */
+static int other_file(const struct ctl *c, char *msg, size_t len)
+{
+    char err[256], mine[PATH_MAX];
+    json_object *st = NULL, *sup;
+    const char *theirs;
+    int rc = 0;
+
+    if (strcmp(c->config, "") == 0 || ctl_request(c, "status", &st, err, sizeof(err)) != 0)
+        return 0;
+    if (realpath(c->config, mine) == NULL)
+        snprintf(mine, sizeof(mine), "%s", c->config);
+    if (json_object_object_get_ex(st, "supervisor", &sup) && sup != NULL &&
+        (theirs = ctl_str(sup, "config", NULL)) != NULL && strcmp(theirs, mine) != 0) {
+        snprintf(msg, len, "the running supervisor (pid %ld) runs %s, not %s",
+                 ctl_int(sup, "pid", 0), theirs, mine);
+        rc = 1;
+    }
+    json_object_put(st);
     return rc;
 }
 
@@ -228,8 +335,10 @@ static int run(struct ctl *c, int argc, char **argv)
         return ctl_stop(c);
     if (argc == 1 && strcmp(cmd, "status") == 0)
         return cmd_status(c);
-    if (argc == 2 && strcmp(cmd, "restart") == 0)
-        return cmd_restart(c, argv[1]);
+    if (argc >= 2 && (strcmp(cmd, "start") == 0 || strcmp(cmd, "stop") == 0))
+        return cmd_hold(c, cmd, argc, argv);
+    if (strcmp(cmd, "restart") == 0)
+        return cmd_restart(c, argc, argv);
     if ((argc == 2 || argc == 3) && strcmp(cmd, "kill") == 0)
         return cmd_kill(c, argv[1], argc == 3 ? argv[2] : NULL);
     if (argc == 1 && (strcmp(cmd, "reopen-logs") == 0 || strcmp(cmd, "reload") == 0))
@@ -264,6 +373,19 @@ int main(int argc, char **argv)
         fprintf(stderr, "herdctl: run_dir too long\n");
         cfg_free(c->cfg);
         return CTL_EXIT_USAGE;
+    }
+    if (strcmp(argv[first], "start") != 0 || argc - first > 1) {
+        char msg[2 * PATH_MAX + 128];
+
+        if (other_file(c, msg, sizeof(msg))) {
+            if (strcmp(argv[first], "reload") == 0) {
+                fprintf(stderr, "herdctl: reload refused: %s; reload with -c naming that file\n",
+                        msg);
+                cfg_free(c->cfg);
+                return CTL_EXIT_USAGE;
+            }
+            fprintf(stderr, "herdctl: warning: %s\n", msg);
+        }
     }
     rc = run(c, argc - first, argv + first);
     cfg_free(c->cfg);

@@ -1,9 +1,11 @@
 /*
  * chan: the worker's end of the supervisor channel. Newline-terminated JSON
  * objects (json-c) go out: one "ready", then a "heartbeat" every
- * heartbeat_interval. Nothing the supervisor sends is needed yet, so input is
- * read and dropped; EOF means the supervisor died or closed us, and the worker
- * stops (the second no-orphan signal after PR_SET_PDEATHSIG).
+ * heartbeat_interval. Input is read as bounded lines: {"type":"config"}
+ * carries a new generation, handed to live_apply, and answered with
+ * {"type":"applied"}; anything else is ignored. EOF means the supervisor died
+ * or closed us, and the worker stops (the second no-orphan signal after
+ * PR_SET_PDEATHSIG).
  */
 #include "chan.h"
 
@@ -16,6 +18,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "ctlproto.h"
+#include "live.h"
 #include "log.h"
 #include "net.h"
 #include "places.h"
@@ -33,6 +37,9 @@ struct chan {
     ev_io wio;        /* runs only while out holds unsent bytes */
     ev_timer hb;      /* heartbeat_interval */
     uint64_t dropped; /* messages not queued because out was full */
+    char *in;         /* owned; a partial input line, at most CTLPROTO_CHAN_MAX */
+    size_t inlen, incap;
+    int skipping; /* dropping the rest of an over-long line */
     size_t outlen;
     char out[CHAN_OUT_MAX];
 };
@@ -160,18 +167,93 @@ void chan_ready(struct chan *c)
     chan_heartbeat(c);
 }
 
+/* {"type":"config","gen":N,"text":"..."}: apply it and say how it went. */
+static void on_config(struct chan *c, json_object *msg)
+{
+    json_object *gen = NULL, *text = NULL, *o;
+    char err[512] = "";
+    enum live_result r = LIVE_FAILED;
+
+    json_object_object_get_ex(msg, "gen", &gen);
+    if (json_object_object_get_ex(msg, "text", &text) && json_object_is_type(text, json_type_string))
+        r = live_apply(c->w, json_object_get_string(text), (size_t)json_object_get_string_len(text),
+                       err, sizeof(err));
+    else
+        snprintf(err, sizeof(err), "no text");
+    if (r == LIVE_APPLIED) {
+        double every = c->w->cfg->heartbeat_interval;
+        c->hb.repeat = every > 0 ? every : 1.0;
+        ev_timer_again(c->w->loop, &c->hb);
+    }
+    o = json_object_new_object();
+    json_object_object_add(o, "type", json_object_new_string("applied"));
+    json_object_object_add(o, "gen", json_object_new_int64(gen ? json_object_get_int64(gen) : 0));
+    json_object_object_add(o, "status", json_object_new_string(r == LIVE_APPLIED   ? "applied"
+                                                               : r == LIVE_IGNORED ? "ignored"
+                                                                                   : "failed"));
+    if (r != LIVE_APPLIED)
+        json_object_object_add(o, "error", json_object_new_string(err));
+    chan_send(c, o);
+}
+
+static void on_line(struct chan *c, const char *line, size_t len)
+{
+    json_object *msg = json_tokener_parse(line), *type;
+
+    if (strlen(line) != len || msg == NULL || !json_object_object_get_ex(msg, "type", &type))
+        log_warn("supervisor channel: bad message ignored");
+    else if (strcmp(json_object_get_string(type), "config") == 0)
+        on_config(c, msg);
+    json_object_put(msg);
+}
+
+/* Appends N bytes of input and hands over each complete line. */
+static void take_input(struct chan *c, const char *buf, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (buf[i] == '\n') {
+            if (!c->skipping && c->in) {
+                c->in[c->inlen] = '\0';
+                on_line(c, c->in, c->inlen);
+            }
+            c->inlen = 0;
+            c->skipping = 0;
+            continue;
+        }
+        if (c->skipping)
+            continue;
+        if (c->inlen + 1 >= c->incap) {
+            size_t cap = c->incap ? c->incap * 2 : 4096;
+            char *bigger = cap <= CTLPROTO_CHAN_MAX ? realloc(c->in, cap) : NULL;
+            if (!bigger) {
+                log_warn("supervisor channel: line over %d bytes dropped", CTLPROTO_CHAN_MAX);
+                c->skipping = 1;
+                c->inlen = 0;
+                continue;
+            }
+            c->in = bigger;
+            c->incap = cap;
+        }
+        c->in[c->inlen++] = buf[i];
+    }
+}
+
 static void chan_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct chan *c = io->data;
-    char buf[512];
+    char buf[16384];
 
     (void)loop;
     (void)revents;
     for (;;) {
         ssize_t n = read(c->fd, buf, sizeof(buf));
 
-        if (n > 0)
+        if (n > 0) {
+            take_input(c, buf, (size_t)n);
+            if (c->closed)
+                return;
             continue;
+        }
         if (n == 0) {
             chan_closed(c, "reached EOF (supervisor gone)");
         } else if (errno == EINTR) {
@@ -231,5 +313,6 @@ void chan_free(struct chan *c)
     ev_io_stop(c->w->loop, &c->wio);
     ev_timer_stop(c->w->loop, &c->hb);
     close(c->fd);
+    free(c->in);
     free(c);
 }

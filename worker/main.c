@@ -32,15 +32,17 @@ struct worker *worker_self;
 struct opts {
     const char *config;
     const char *name;
+    int config_fd;  /* -1: read config; else the supervisor's generation (config names it) */
     int channel_fd; /* -1: standalone */
     int log_stderr;
 };
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: herd-worker -c FILE [--channel FD] [--log-stderr] NAME\n"
+    fprintf(f, "usage: herd-worker -c FILE [--config-fd FD] [--channel FD] [--log-stderr] NAME\n"
                "Runs the server NAME of the herd described in FILE.\n\n"
                "  -c, --config FILE   the herd's INI file\n"
+               "      --config-fd FD  read the file's text from FD instead (FILE names it)\n"
                "      --channel FD    report to herd-supervisor on this fd\n"
                "      --log-stderr    copy log lines to stderr\n"
                "  -h, --help          this text\n\n"
@@ -63,11 +65,12 @@ static int parse_opts(int argc, char **argv, struct opts *o)
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
         {"channel", required_argument, NULL, 'C'},
+        {"config-fd", required_argument, NULL, 'F'},
         {"log-stderr", no_argument, NULL, 'e'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    *o = (struct opts){.channel_fd = -1};
+    *o = (struct opts){.channel_fd = -1, .config_fd = -1};
     int ch;
     while ((ch = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
         switch (ch) {
@@ -75,6 +78,12 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         case 'C':
             if (parse_fd(optarg, &o->channel_fd) < 0) {
                 fprintf(stderr, "herd-worker: bad --channel: %s\n", optarg);
+                return -1;
+            }
+            break;
+        case 'F':
+            if (parse_fd(optarg, &o->config_fd) < 0) {
+                fprintf(stderr, "herd-worker: bad --config-fd: %s\n", optarg);
                 return -1;
             }
             break;
@@ -214,10 +223,26 @@ static void worker_teardown(struct worker *w)
     cfg_free(w->cfg);
 }
 
+/* The supervisor's generation: the bytes it validated, named by FILE. */
+static int load_fd(const struct opts *o, struct worker *w, char *err, size_t errlen)
+{
+    size_t len = 0;
+    char *text = fs_read_fd(o->config_fd, 16 << 20, &len);
+    if (text == NULL) {
+        snprintf(err, errlen, "herd-worker: --config-fd %d: %s", o->config_fd, strerror(errno));
+        return -1;
+    }
+    close(o->config_fd);
+    int rc = cfg_load_string(text, o->config, &w->cfg, err, errlen);
+    free(text);
+    return rc;
+}
+
 static int load(const struct opts *o, struct worker *w)
 {
     char err[512];
-    if (cfg_load(o->config, &w->cfg, err, sizeof err) < 0) {
+    if ((o->config_fd >= 0 ? load_fd(o, w, err, sizeof err)
+                           : cfg_load(o->config, &w->cfg, err, sizeof err)) < 0) {
         fprintf(stderr, "%s\n", err);
         return -1;
     }
