@@ -181,6 +181,19 @@ static void started(struct sup_proc *p, pid_t pid, int chan)
     log_info("%s: started pid %d (port %u)", p->name, (int)pid, (unsigned)p->port);
 }
 
+/* P listens where the running generation says from this start on. */
+static void take_address(struct sup_proc *p)
+{
+    const struct cfg_server *srv = cfg_find(p->sup->cfg, p->name);
+    char *host = srv != NULL ? strdup(srv->host) : NULL;
+
+    if (host == NULL)
+        return;
+    free(p->host);
+    p->host = host;
+    p->port = srv->port;
+}
+
 /* Forks and execs P's worker: herd-worker -c FILE --config-fd 4 --channel 3 NAME. */
 void sup_proc_spawn(struct sup_proc *p)
 {
@@ -197,6 +210,7 @@ void sup_proc_spawn(struct sup_proc *p)
         p->state = SUP_STOPPED;
         return;
     }
+    take_address(p);
     /* ps -o args shows argv[0]: name the server there. */
     snprintf(argv0, sizeof(argv0), "herd-worker: %s", p->name);
     if (net_socketpair(fds) != 0)

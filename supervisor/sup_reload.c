@@ -32,17 +32,6 @@ static const struct cfg_server *selected(const struct sup *s, const char *name)
     return srv != NULL && sup_selected(s->node, srv) ? srv : NULL;
 }
 
-static void take_address(struct sup_proc *p, const struct cfg_server *srv)
-{
-    char *host = strdup(srv->host);
-
-    if (host != NULL) {
-        free(p->host);
-        p->host = host;
-    }
-    p->port = srv->port;
-}
-
 /* Existing workers against the new herd (already in s->cfg). */
 static void reload_existing(struct sup *s, const struct cfg_herd *old, struct diff *d,
                             struct sup_job *j)
@@ -62,9 +51,12 @@ static void reload_existing(struct sup *s, const struct cfg_herd *old, struct di
         } else if (p->want == SUP_WANT_REMOVE || os == NULL ||
                    cfg_server_changed(old, os, s->cfg, ns)) {
             note(d->changed, p->name);
-            take_address(p, ns);
-            if (p->pid > 0 && !p->held)
+            if (p->pid > 0 && !p->held) {
                 sup_job_add_restart(j, p);
+                /* It answers "ignored", but learns a rotated secret before the roll. */
+                if (cfg_herd_differs(old, s->cfg, CFG_K_RESTART))
+                    p->live_wait = s->gen.no;
+            }
             else if (!p->held)
                 sup_proc_restart(p, "reload"); /* in backoff: start it now, on the new file */
         } else {

@@ -33,6 +33,7 @@ struct sup_job {
     size_t n, next;
     char *cur; /* borrowed from names: restarting now */
     pid_t cur_old;
+    int cur_moved; /* its address changes with this restart */
     ev_tstamp began, cur_began;
     ev_timer timer; /* starts the job, then bounds each phase or step */
     json_object *reply, *live, *restarted, *failed, *left;
@@ -130,16 +131,39 @@ static void arm(struct sup_job *j, double secs)
     ev_timer_start(j->sup->loop, &j->timer);
 }
 
-/* Neighbours of P (by the running file) with a worker up in this supervisor. */
-static size_t running_peers(const struct sup *s, const struct sup_proc *p)
+/* Q listens where the running generation says. */
+static int at_address(const struct sup *s, const struct sup_proc *q)
 {
+    const struct cfg_server *srv = cfg_find(s->cfg, q->name);
+
+    return srv != NULL && srv->port == q->port && strcmp(srv->host, q->host) == 0;
+}
+
+static int pending(const struct sup_job *j, const char *name)
+{
+    for (size_t i = j->next; i < j->n; i++)
+        if (strcmp(j->names[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+/*
+ * Neighbours of P (by the running file) that P can link to once restarted:
+ * up in this supervisor, at their new address, and, when P moves, already
+ * running the new generation (one still to restart dials P's old address).
+ */
+static size_t reachable_peers(const struct sup_job *j, const struct sup_proc *p, int moved)
+{
+    const struct sup *s = j->sup;
     const struct cfg_server *srv = cfg_find(s->cfg, p->name);
     size_t n = 0;
 
     for (size_t i = 0; srv != NULL && i < srv->npeers; i++) {
-        const struct sup_proc *q = sup_proc_find((struct sup *)s, s->cfg->servers[srv->peers[i]].name);
+        const char *name = s->cfg->servers[srv->peers[i]].name;
+        const struct sup_proc *q = sup_proc_find((struct sup *)s, name);
 
-        n += q != NULL && q->pid > 0 && q->state == SUP_RUNNING && q->want != SUP_WANT_REMOVE;
+        n += q != NULL && q->pid > 0 && q->state == SUP_RUNNING && q->want != SUP_WANT_REMOVE &&
+             at_address(s, q) && !(moved && pending(j, name));
     }
     return n;
 }
@@ -161,7 +185,7 @@ static int step_done(const struct sup_job *j, const struct sup_proc *p)
     if (j->no_wait)
         return 1;
     return p->hb_after_ready > 0 && stat_of(p, "links_syncing") == 0 &&
-           stat_of(p, "links_up") >= (long)running_peers(j->sup, p);
+           stat_of(p, "links_up") >= (long)reachable_peers(j, p, j->cur_moved);
 }
 
 static void next_step(struct sup_job *j)
@@ -176,7 +200,10 @@ static void next_step(struct sup_job *j)
             j->next++;
             continue;
         }
-        if (!j->force && s->cfg->state_dir == NULL && p->pid > 0 && running_peers(s, p) == 0) {
+        int moved = !at_address(s, p);
+
+        if (!j->force && s->cfg->state_dir == NULL && p->pid > 0 &&
+            reachable_peers(j, p, moved) == 0) {
             fail(j, p->name,
                  "no running neighbour to resync from: restarting it would lose its %ld records; "
                  "use --force to restart it anyway",
@@ -185,6 +212,7 @@ static void next_step(struct sup_job *j)
         }
         j->cur = j->names[j->next++];
         j->cur_old = p->pid;
+        j->cur_moved = moved;
         j->cur_began = ev_now(s->loop);
         log_info("%s: rolling restart of %s (%zu of %zu)", j->cause, p->name, j->next, j->n);
         arm(j, SUP_ROLL_WAIT);
@@ -328,8 +356,13 @@ void sup_job_applied(struct sup_proc *p, json_object *msg)
     log_info("%s: live configuration %u %s%s%s", p->name, gen, status, err ? ": " : "",
              err ? err : "");
     if (p->sup->job != NULL) {
-        json_object_object_add(p->sup->job->live, p->name, json_object_new_string(status));
-        if (strcmp(status, "applied") != 0)
+        int to_restart = pending(p->sup->job, p->name);
+
+        json_object_object_add(p->sup->job->live, p->name,
+                               json_object_new_string(to_restart && strcmp(status, "ignored") == 0
+                                                          ? "restart pending"
+                                                          : status));
+        if (strcmp(status, "applied") != 0 && !(to_restart && strcmp(status, "ignored") == 0))
             fail(p->sup->job, p->name, "live configuration %s: %s", status, err ? err : "?");
     }
 }
