@@ -202,7 +202,7 @@ static void next_step(struct sup_job *j)
         }
         int moved = !at_address(s, p);
 
-        if (!j->force && s->cfg->state_dir == NULL && p->pid > 0 &&
+        if (!j->force && s->cfg->state_dir == NULL && p->pid > 0 && stat_of(p, "clients") > 0 &&
             reachable_peers(j, p, moved) == 0) {
             fail(j, p->name,
                  "no running neighbour to resync from: restarting it would lose its %ld records; "
