@@ -35,7 +35,7 @@ UNITS     := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 BENCHES   := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 DEPSTAMP  := build/.deps-ok
 
-.PHONY: all test unit integration run asan lint format bench fuzz soak clean \
+.PHONY: all test unit integration run asan lint format bench bench-rolling fuzz soak clean \
         install uninstall help deps
 
 all: $(PROGS) $(UNITS) $(BENCHES)
@@ -122,6 +122,10 @@ run: $(PROGS)
 
 bench: all
 	@python3 tests/bench/run-bench --bin $(BINDIR) --build $(BUILD)
+
+# 100 000 clients through reload (live key, secret rotation) and restart --all.
+bench-rolling: all
+	@python3 tests/bench/rolling.py --bin $(BINDIR)
 
 FUZZ_SECONDS ?= 30
 fuzz: | $(DEPSTAMP)
