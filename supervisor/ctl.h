@@ -31,12 +31,12 @@ struct ctl {
     struct cfg_herd *cfg; /* owned */
     char sock_path[PATH_MAX];
     char pid_path[PATH_MAX];
-    double timeout; /* how long start, stop, restart wait */
-    int json;       /* status --json */
-    int degraded;   /* the file is broken: cfg holds its [herd] only */
-    int force;      /* reload/restart --force */
-    int no_wait;    /* restart --no-wait */
-    int all;        /* restart --all */
+    double timeout;    /* how long start, stop, restart wait */
+    int json;          /* status --json */
+    int degraded;      /* the file is broken: cfg holds its [herd] only */
+    int force;         /* reload/restart --force */
+    int no_wait;       /* restart --no-wait */
+    int all;           /* restart --all */
     double reply_wait; /* seconds to wait for one reply; 0: the default (5) */
 };
 

@@ -82,7 +82,8 @@ static int read_reply(int fd, double wait, char **out, char *err, size_t errlen)
         ssize_t n;
 
         if (left <= 0 || poll(&pfd, 1, left) == 0) {
-            snprintf(err, errlen, "no reply within %.0f s", wait > 0 ? wait : REPLY_TIMEOUT_MS / 1000.0);
+            snprintf(err, errlen, "no reply within %.0f s",
+                     wait > 0 ? wait : REPLY_TIMEOUT_MS / 1000.0);
             goto fail;
         }
         if (len + 1 == cap) {

@@ -57,14 +57,10 @@ static int parse_timeout(const char *s, double *out)
 static int parse_args(int argc, char **argv, struct ctl *c)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"timeout", required_argument, NULL, 't'},
-        {"json", no_argument, NULL, 'j'},
-        {"force", no_argument, NULL, 'F'},
-        {"no-wait", no_argument, NULL, 'W'},
-        {"all", no_argument, NULL, 'A'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'}, {"timeout", required_argument, NULL, 't'},
+        {"json", no_argument, NULL, 'j'},         {"force", no_argument, NULL, 'F'},
+        {"no-wait", no_argument, NULL, 'W'},      {"all", no_argument, NULL, 'A'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     int ch;
 

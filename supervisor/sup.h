@@ -59,12 +59,12 @@ struct sup_proc {
     unsigned fails;         /* consecutive quick exits */
     double backoff;         /* delay of the pending try, seconds */
     int has_exit;
-    int last_status;    /* waitpid status of the last exit */
-    int hb_killed;      /* we SIGKILLed this process for silence */
-    int exit_hb;        /* ... and so did the last exit come about */
-    int reopen_pending; /* send SIGUSR1 once it is ready */
-    json_object *stats; /* last heartbeat, owned; NULL before one */
-    int held;           /* stop NAME: stays down until start NAME */
+    int last_status;     /* waitpid status of the last exit */
+    int hb_killed;       /* we SIGKILLed this process for silence */
+    int exit_hb;         /* ... and so did the last exit come about */
+    int reopen_pending;  /* send SIGUSR1 once it is ready */
+    json_object *stats;  /* last heartbeat, owned; NULL before one */
+    int held;            /* stop NAME: stays down until start NAME */
     const char *planned; /* "restart", "reload": the coming start was asked for, NULL: a crash */
     unsigned planned_restarts; /* restarts by restart/reload, not counted in restarts */
     const char *last_cause;    /* "crash", "restart", "reload": why the last start */
@@ -87,10 +87,10 @@ enum sup_wait_kind { SUP_WAIT_NONE = 0, SUP_WAIT_JOB, SUP_WAIT_DEATH };
 
 struct sup_wait {
     enum sup_wait_kind kind;
-    unsigned job;      /* SUP_WAIT_JOB: the job's id */
-    char name[128];    /* SUP_WAIT_DEATH: the server ... */
-    pid_t pid;         /* ... and the process that must be seen gone */
-    double deadline;   /* seconds */
+    unsigned job;    /* SUP_WAIT_JOB: the job's id */
+    char name[128];  /* SUP_WAIT_DEATH: the server ... */
+    pid_t pid;       /* ... and the process that must be seen gone */
+    double deadline; /* seconds */
 };
 
 struct sup {

@@ -173,8 +173,8 @@ int sup_chan_send_config(struct sup_proc *p)
     o = json_object_new_object();
     json_object_object_add(o, "type", json_object_new_string("config"));
     json_object_object_add(o, "gen", json_object_new_int64(p->sup->gen.no));
-    json_object_object_add(o, "text", json_object_new_string_len(p->sup->gen.text,
-                                                                 (int)p->sup->gen.len));
+    json_object_object_add(o, "text",
+                           json_object_new_string_len(p->sup->gen.text, (int)p->sup->gen.len));
     text = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
     out = len + 1 <= CTLPROTO_CHAN_MAX ? realloc(p->out, p->outlen + len + 1) : NULL;
     if (out == NULL) {

@@ -244,9 +244,8 @@ static void death_seen(struct sup_client *c, const struct sup_proc *p, int exite
     c->state = CL_WRITING;
     json_object_object_add(o, "exited", json_object_new_boolean(exited));
     if (p != NULL) {
-        json_object_object_add(o, "new_pid",
-                               p->pid > 0 && p->pid != c->wait.pid ? json_object_new_int(p->pid)
-                                                                   : NULL);
+        json_object_object_add(
+            o, "new_pid", p->pid > 0 && p->pid != c->wait.pid ? json_object_new_int(p->pid) : NULL);
         json_object_object_add(o, "state", json_object_new_string(sup_state_name(p->state)));
     }
     client_reply(c, o);

@@ -199,8 +199,7 @@ void sup_proc_spawn(struct sup_proc *p)
 {
     struct sup *s = p->sup;
     char argv0[256];
-    char *argv[] = {argv0, "-c", s->cfg->path, "--config-fd", "4", "--channel", "3", p->name,
-                    NULL};
+    char *argv[] = {argv0, "-c", s->cfg->path, "--config-fd", "4", "--channel", "3", p->name, NULL};
     int fds[2] = {-1, -1}, in = -1, err = -1;
     pid_t parent = getpid(), pid;
     const char *what = "socketpair";

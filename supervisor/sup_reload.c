@@ -56,8 +56,7 @@ static void reload_existing(struct sup *s, const struct cfg_herd *old, struct di
                 /* It answers "ignored", but learns a rotated secret before the roll. */
                 if (cfg_herd_differs(old, s->cfg, CFG_K_RESTART))
                     p->live_wait = s->gen.no;
-            }
-            else if (!p->held)
+            } else if (!p->held)
                 sup_proc_restart(p, "reload"); /* in backoff: start it now, on the new file */
         } else {
             note(d->unchanged, p->name);

@@ -18,9 +18,9 @@
 #include "log.h"
 #include "sup.h"
 
-#define REQ_WORDS  32
-#define KILL_WAIT  5.0    /* seconds for kill to see the process gone */
-#define JOB_WAIT   3600.0 /* a job bounds itself; this is a backstop */
+#define REQ_WORDS 32
+#define KILL_WAIT 5.0    /* seconds for kill to see the process gone */
+#define JOB_WAIT  3600.0 /* a job bounds itself; this is a backstop */
 
 static json_object *reply_new(int ok)
 {

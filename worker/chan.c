@@ -175,7 +175,8 @@ static void on_config(struct chan *c, json_object *msg)
     enum live_result r = LIVE_FAILED;
 
     json_object_object_get_ex(msg, "gen", &gen);
-    if (json_object_object_get_ex(msg, "text", &text) && json_object_is_type(text, json_type_string))
+    if (json_object_object_get_ex(msg, "text", &text) &&
+        json_object_is_type(text, json_type_string))
         r = live_apply(c->w, json_object_get_string(text), (size_t)json_object_get_string_len(text),
                        err, sizeof(err));
     else
@@ -188,9 +189,10 @@ static void on_config(struct chan *c, json_object *msg)
     o = json_object_new_object();
     json_object_object_add(o, "type", json_object_new_string("applied"));
     json_object_object_add(o, "gen", json_object_new_int64(gen ? json_object_get_int64(gen) : 0));
-    json_object_object_add(o, "status", json_object_new_string(r == LIVE_APPLIED   ? "applied"
-                                                               : r == LIVE_IGNORED ? "ignored"
-                                                                                   : "failed"));
+    json_object_object_add(o, "status",
+                           json_object_new_string(r == LIVE_APPLIED   ? "applied"
+                                                  : r == LIVE_IGNORED ? "ignored"
+                                                                      : "failed"));
     if (r != LIVE_APPLIED)
         json_object_object_add(o, "error", json_object_new_string(err));
     chan_send(c, o);

@@ -56,8 +56,10 @@ enum live_result live_apply(struct worker *w, const char *text, size_t len, char
     }
     if (cfg_server_changed(w->cfg, w->self, next, ns)) {
         int rotating = accept_next_secret(w, next);
-        snprintf(err, errlen, "a restart-class setting of %s changed: nothing applied until it "
-                 "restarts%s", w->self->name,
+        snprintf(err, errlen,
+                 "a restart-class setting of %s changed: nothing applied until it "
+                 "restarts%s",
+                 w->self->name,
                  rotating ? " (the new secret is accepted from neighbours already)" : "");
         cfg_free(next);
         log_info("live configuration: %s", err);

@@ -163,8 +163,7 @@ static void test_defaults(void **state)
     assert_null(h->node);
     assert_null(h->secret);
     assert_null(h->places_key_file);
-    assert_string_equal(h->places_url,
-                        "https://places.googleapis.com/v1/places:searchNearby");
+    assert_string_equal(h->places_url, "https://places.googleapis.com/v1/places:searchNearby");
     assert_int_equal(h->log_level, LOG_INFO);
     assert_int_equal(h->max_line, 4096);
     assert_int_equal(h->max_connections, 10000);
@@ -860,8 +859,8 @@ static void test_changed_herd(void **state)
     assert_false(changed("", "[herd]\nidle_timeout = 2\n" BASE, "C"));
     assert_false(changed("", "[herd]\nmax_line_length = 2k\n" BASE, "C"));
     assert_false(changed("[herd]\nplaces_key_file = k\n", BASE, "C"));
-    assert_false(changed("[herd]\nsecret = x\n", "[herd]\nsecret = x\nsecret_previous = y\n" BASE,
-                         "C"));
+    assert_false(
+        changed("[herd]\nsecret = x\n", "[herd]\nsecret = x\nsecret_previous = y\n" BASE, "C"));
     /* Supervisor-only settings, run_dir and [herd] node do not restart a worker. */
     assert_false(changed("",
                          "[herd]\nheartbeat_timeout = 9\nrestart_backoff_min = 1\n"
