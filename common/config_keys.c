@@ -28,10 +28,10 @@ enum ktype { K_PATH, K_NAME, K_SECRET, K_URL, K_TEXT, K_LEVEL, K_API, K_DUR, K_S
 struct hkey {
     const char *name;
     enum ktype type;
-    size_t off; /* of its field in struct cfg_herd */
-    double def; /* numeric default; strings default in finish_herd() */
-    double min, max;
     enum cfg_kclass kclass; /* what a reload does when it changes */
+    size_t off;             /* of its field in struct cfg_herd */
+    double def;             /* numeric default; strings default in finish_herd() */
+    double min, max;
 };
 
 #define OFF(f) offsetof(struct cfg_herd, f)
@@ -42,47 +42,47 @@ struct hkey {
 #define MS     0.001
 
 static const struct hkey hkeys[] = {
-    {"log_dir", K_PATH, OFF(log_dir), 0, 0, 0, CFG_K_RESTART},
-    {"run_dir", K_PATH, OFF(run_dir), 0, 0, 0, CFG_K_SUP},
-    {"node", K_NAME, OFF(node), 0, 0, 0, CFG_K_SUP},
-    {"log_level", K_LEVEL, OFF(log_level), 0, 0, 0, CFG_K_LIVE},
-    {"secret", K_SECRET, OFF(secret), 0, 0, 0, CFG_K_RESTART},
-    {"secret_previous", K_SECRET, OFF(secret_previous), 0, 0, 0, CFG_K_LIVE},
-    {"places_api", K_API, OFF(places_api), 0, 0, 0, CFG_K_LIVE},
-    {"places_url", K_URL, OFF(places_url), 0, 0, 0, CFG_K_LIVE},
-    {"places_fields", K_TEXT, OFF(places_fields), 0, 0, 0, CFG_K_LIVE},
-    {"places_max_rate", K_COUNT, OFF(places_max_rate), 5, 0, 100000, CFG_K_LIVE},
-    {"places_max_per_day", K_COUNT, OFF(places_max_per_day), 0, 0, 1000000000, CFG_K_LIVE},
-    {"places_key_file", K_PATH, OFF(places_key_file), 0, 0, 0, CFG_K_LIVE},
-    {"places_timeout", K_DUR, OFF(places_timeout), 5, MS, HOUR, CFG_K_LIVE},
-    {"places_cache_ttl", K_DUR, OFF(places_cache_ttl), 60, 0, 30 * DAY, CFG_K_LIVE},
-    {"places_cache_entries", K_COUNT, OFF(places_cache_entries), 10000, 0, 10000000, CFG_K_LIVE},
-    {"places_max_connections", K_COUNT, OFF(places_max_connections), 8, 1, 1024, CFG_K_LIVE},
-    {"places_max_pending", K_COUNT, OFF(places_max_pending), 256, 1, 100000, CFG_K_LIVE},
-    {"places_max_body", K_SIZE, OFF(places_max_body), 4 * MIB, KIB, 256 * MIB, CFG_K_LIVE},
-    {"max_line_length", K_SIZE, OFF(max_line), 4096, 256, 1048576, CFG_K_LIVE},
-    {"max_connections", K_COUNT, OFF(max_connections), 10000, 1, 1000000, CFG_K_LIVE},
-    {"max_clients", K_COUNT, OFF(max_clients), 10000000, 1, 1000000000, CFG_K_LIVE},
-    {"client_ttl", K_DUR, OFF(client_ttl), DAY, 0, 3650 * DAY, CFG_K_LIVE},
-    {"max_store_memory", K_SIZE, OFF(max_store_memory), 1024 * MIB, MIB, 1024 * 1024 * MIB,
-     CFG_K_LIVE},
-    {"stop_drain", K_DUR, OFF(stop_drain), 1, 0, HOUR, CFG_K_LIVE},
-    {"state_dir", K_PATH, OFF(state_dir), 0, 0, 0, CFG_K_RESTART},
-    {"snapshot_interval", K_DUR, OFF(snapshot_interval), 10, 100 * MS, DAY, CFG_K_LIVE},
-    {"log_link_summary", K_DUR, OFF(log_link_summary), 10, 100 * MS, DAY, CFG_K_LIVE},
-    {"client_output_max", K_SIZE, OFF(client_output_max), MIB, KIB, 1024 * MIB, CFG_K_LIVE},
-    {"idle_timeout", K_DUR, OFF(idle_timeout), 300, MS, 30 * DAY, CFG_K_LIVE},
-    {"link_queue_max", K_SIZE, OFF(link_queue_max), 64 * MIB, 4 * KIB, 1024 * MIB, CFG_K_LIVE},
-    {"link_backoff_min", K_DUR, OFF(link_backoff_min), 0.05, MS, HOUR, CFG_K_LIVE},
-    {"link_backoff_max", K_DUR, OFF(link_backoff_max), 2, MS, HOUR, CFG_K_LIVE},
-    {"link_ping_interval", K_DUR, OFF(link_ping_interval), 1, MS, HOUR, CFG_K_LIVE},
-    {"link_timeout", K_DUR, OFF(link_timeout), 5, MS, HOUR, CFG_K_LIVE},
-    {"heartbeat_interval", K_DUR, OFF(heartbeat_interval), 1, MS, HOUR, CFG_K_LIVE},
-    {"heartbeat_timeout", K_DUR, OFF(heartbeat_timeout), 5, MS, HOUR, CFG_K_SUP},
-    {"restart_backoff_min", K_DUR, OFF(restart_backoff_min), 0.1, MS, DAY, CFG_K_SUP},
-    {"restart_backoff_max", K_DUR, OFF(restart_backoff_max), 30, MS, DAY, CFG_K_SUP},
-    {"restart_reset_after", K_DUR, OFF(restart_reset_after), 10, MS, 30 * DAY, CFG_K_SUP},
-    {"stop_timeout", K_DUR, OFF(stop_timeout), 5, MS, HOUR, CFG_K_SUP},
+    {"log_dir", K_PATH, CFG_K_RESTART, OFF(log_dir), 0, 0, 0},
+    {"run_dir", K_PATH, CFG_K_SUP, OFF(run_dir), 0, 0, 0},
+    {"node", K_NAME, CFG_K_SUP, OFF(node), 0, 0, 0},
+    {"log_level", K_LEVEL, CFG_K_LIVE, OFF(log_level), 0, 0, 0},
+    {"secret", K_SECRET, CFG_K_RESTART, OFF(secret), 0, 0, 0},
+    {"secret_previous", K_SECRET, CFG_K_LIVE, OFF(secret_previous), 0, 0, 0},
+    {"places_api", K_API, CFG_K_LIVE, OFF(places_api), 0, 0, 0},
+    {"places_url", K_URL, CFG_K_LIVE, OFF(places_url), 0, 0, 0},
+    {"places_fields", K_TEXT, CFG_K_LIVE, OFF(places_fields), 0, 0, 0},
+    {"places_max_rate", K_COUNT, CFG_K_LIVE, OFF(places_max_rate), 5, 0, 100000},
+    {"places_max_per_day", K_COUNT, CFG_K_LIVE, OFF(places_max_per_day), 0, 0, 1000000000},
+    {"places_key_file", K_PATH, CFG_K_LIVE, OFF(places_key_file), 0, 0, 0},
+    {"places_timeout", K_DUR, CFG_K_LIVE, OFF(places_timeout), 5, MS, HOUR},
+    {"places_cache_ttl", K_DUR, CFG_K_LIVE, OFF(places_cache_ttl), 60, 0, 30 * DAY},
+    {"places_cache_entries", K_COUNT, CFG_K_LIVE, OFF(places_cache_entries), 10000, 0, 10000000},
+    {"places_max_connections", K_COUNT, CFG_K_LIVE, OFF(places_max_connections), 8, 1, 1024},
+    {"places_max_pending", K_COUNT, CFG_K_LIVE, OFF(places_max_pending), 256, 1, 100000},
+    {"places_max_body", K_SIZE, CFG_K_LIVE, OFF(places_max_body), 4 * MIB, KIB, 256 * MIB},
+    {"max_line_length", K_SIZE, CFG_K_LIVE, OFF(max_line), 4096, 256, 1048576},
+    {"max_connections", K_COUNT, CFG_K_LIVE, OFF(max_connections), 10000, 1, 1000000},
+    {"max_clients", K_COUNT, CFG_K_LIVE, OFF(max_clients), 10000000, 1, 1000000000},
+    {"client_ttl", K_DUR, CFG_K_LIVE, OFF(client_ttl), DAY, 0, 3650 * DAY},
+    {"max_store_memory", K_SIZE, CFG_K_LIVE, OFF(max_store_memory), 1024 * MIB, MIB,
+     1024 * 1024 * MIB},
+    {"stop_drain", K_DUR, CFG_K_LIVE, OFF(stop_drain), 1, 0, HOUR},
+    {"state_dir", K_PATH, CFG_K_RESTART, OFF(state_dir), 0, 0, 0},
+    {"snapshot_interval", K_DUR, CFG_K_LIVE, OFF(snapshot_interval), 10, 100 * MS, DAY},
+    {"log_link_summary", K_DUR, CFG_K_LIVE, OFF(log_link_summary), 10, 100 * MS, DAY},
+    {"client_output_max", K_SIZE, CFG_K_LIVE, OFF(client_output_max), MIB, KIB, 1024 * MIB},
+    {"idle_timeout", K_DUR, CFG_K_LIVE, OFF(idle_timeout), 300, MS, 30 * DAY},
+    {"link_queue_max", K_SIZE, CFG_K_LIVE, OFF(link_queue_max), 64 * MIB, 4 * KIB, 1024 * MIB},
+    {"link_backoff_min", K_DUR, CFG_K_LIVE, OFF(link_backoff_min), 0.05, MS, HOUR},
+    {"link_backoff_max", K_DUR, CFG_K_LIVE, OFF(link_backoff_max), 2, MS, HOUR},
+    {"link_ping_interval", K_DUR, CFG_K_LIVE, OFF(link_ping_interval), 1, MS, HOUR},
+    {"link_timeout", K_DUR, CFG_K_LIVE, OFF(link_timeout), 5, MS, HOUR},
+    {"heartbeat_interval", K_DUR, CFG_K_LIVE, OFF(heartbeat_interval), 1, MS, HOUR},
+    {"heartbeat_timeout", K_DUR, CFG_K_SUP, OFF(heartbeat_timeout), 5, MS, HOUR},
+    {"restart_backoff_min", K_DUR, CFG_K_SUP, OFF(restart_backoff_min), 0.1, MS, DAY},
+    {"restart_backoff_max", K_DUR, CFG_K_SUP, OFF(restart_backoff_max), 30, MS, DAY},
+    {"restart_reset_after", K_DUR, CFG_K_SUP, OFF(restart_reset_after), 10, MS, 30 * DAY},
+    {"stop_timeout", K_DUR, CFG_K_SUP, OFF(stop_timeout), 5, MS, HOUR},
 };
 static_assert(sizeof hkeys / sizeof hkeys[0] == CFGI_NKEYS, "CFGI_NKEYS");
 

@@ -166,7 +166,12 @@ static void print_job(json_object *reply)
     if (json_object_object_get_ex(reply, "live", &live) && live != NULL &&
         json_object_object_length(live) > 0) {
         printf("live:");
-        json_object_object_foreach(live, name, v) printf(" %s=%s", name, json_object_get_string(v));
+        struct json_object_iterator it = json_object_iter_begin(live);
+        struct json_object_iterator end = json_object_iter_end(live);
+
+        for (; !json_object_iter_equal(&it, &end); json_object_iter_next(&it))
+            printf(" %s=%s", json_object_iter_peek_name(&it),
+                   json_object_get_string(json_object_iter_peek_value(&it)));
         printf("\n");
     }
     if (json_object_object_get_ex(reply, "failed", &arr) && arr != NULL)

@@ -236,7 +236,8 @@ static void take_input(struct chan *c, const char *buf, size_t n)
             c->in = bigger;
             c->incap = cap;
         }
-        c->in[c->inlen++] = buf[i];
+        if (c->in)
+            c->in[c->inlen++] = buf[i];
     }
 }
 
