@@ -251,7 +251,9 @@ static int cmd_kill(struct ctl *c, const char *name, const char *sig)
     rc = talk(c, line, &reply);
     if (rc == CTL_EXIT_OK) {
         printf("sent %s to %s (pid %ld)", canon, name, ctl_int(reply, "pid", 0));
-        if (!ctl_bool(reply, "exited"))
+        if (!json_object_object_get_ex(reply, "exited", NULL))
+            printf("\n");
+        else if (!ctl_bool(reply, "exited"))
             printf("; still running\n");
         else if (ctl_int(reply, "new_pid", 0) > 0)
             printf("; restarted as pid %ld\n", ctl_int(reply, "new_pid", 0));

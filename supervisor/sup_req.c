@@ -210,6 +210,18 @@ static json_object *req_restart(struct sup *s, char **w, size_t n, struct sup_wa
     return NULL;
 }
 
+/* Signals a worker survives (stop/continue, its log reopen, ignored ones). */
+static int survivable(int sig)
+{
+    static const int keep[] = {SIGCONT, SIGSTOP,  SIGTSTP, SIGTTIN, SIGTTOU,
+                               SIGUSR1, SIGWINCH, SIGCHLD, SIGURG,  SIGPIPE};
+
+    for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
+        if (keep[i] == sig)
+            return 1;
+    return 0;
+}
+
 static json_object *req_kill(struct sup *s, const char *name, const char *signame,
                              struct sup_wait *wait)
 {
@@ -233,7 +245,9 @@ static json_object *req_kill(struct sup *s, const char *name, const char *signam
     json_object_object_add(o, "pid", json_object_new_int(p->pid));
     json_object_object_add(o, "signal", json_object_new_string(canon));
     /* The reply waits until the supervisor has seen the process end (a
-     * signal that does not end it: KILL_WAIT, then "exited": false). */
+     * signal that should but does not: KILL_WAIT, then "exited": false). */
+    if (survivable(sig))
+        return o;
     wait->kind = SUP_WAIT_DEATH;
     snprintf(wait->name, sizeof(wait->name), "%s", name);
     wait->pid = p->pid;
