@@ -1,6 +1,8 @@
 /*
  * herdctl: the operator's command line for a herd (SPEC §7): start, stop,
- * status, restart, kill, reopen-logs, reload, check-config. Everything but
+ * status, start/stop NAME, restart (rolling), kill, reopen-logs, reload,
+ * check-config. kill, restart and reload wait for the supervisor's answer,
+ * which comes once their effect is visible. Everything but
  * start and check-config is one request over run_dir/herd.sock; the exit
  * statuses are 0 ok, 1 failed, 2 usage or configuration, 3 not running.
  */

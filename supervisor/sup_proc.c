@@ -167,6 +167,7 @@ static void started(struct sup_proc *p, pid_t pid, int chan)
     p->last_cause = p->started > 0 ? (p->planned != NULL ? p->planned : "crash") : NULL;
     p->planned = NULL;
     p->gen = s->gen.no;
+    p->live_wait = 0; /* a new process runs the new generation already */
     p->hb_after_ready = 0;
     p->pid = pid;
     p->state = SUP_STARTING;
