@@ -49,7 +49,7 @@ DEPSTAMP  := build/.deps-ok
 VERSION_C := $(BUILD)/gen/version.c
 VERSION_O := $(BUILD)/gen/version.o
 
-.PHONY: all test unit integration run asan lint format bench fuzz soak clean \
+.PHONY: all test unit integration run asan lint format bench bench-rolling fuzz soak clean \
         install uninstall help deps FORCE
 
 all: $(PROGS) $(UNITS) $(BENCHES)
@@ -62,6 +62,7 @@ help:
 	@echo "make run        build and run the shipped herd in the foreground"
 	@echo "make asan       ASan+UBSan build into build-asan/bin"
 	@echo "make bench      run the benchmarks in tests/bench"
+	@echo "make bench-rolling  reload and restart --all of a herd holding 100 000 clients"
 	@echo "make fuzz       run each libFuzzer target FUZZ_SECONDS (default 30)"
 	@echo "make soak       chaos soak (SOAK_SECONDS, default 60)"
 	@echo "make lint       cppcheck + clang-tidy + clang-format check"
@@ -152,6 +153,10 @@ run: $(PROGS)
 
 bench: all
 	@python3 tests/bench/run-bench --bin $(BINDIR) --build $(BUILD)
+
+# 100 000 clients through reload (live key, secret rotation) and restart --all.
+bench-rolling: all
+	@python3 tests/bench/rolling.py --bin $(BINDIR)
 
 FUZZ_SECONDS ?= 30
 fuzz: | $(DEPSTAMP)

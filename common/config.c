@@ -230,6 +230,7 @@ void cfg_free(struct cfg_herd *h)
     free(h->run_dir);
     free(h->node);
     free(h->secret);
+    free(h->secret_previous);
     free(h->places_url);
     free(h->places_fields);
     free(h->state_dir);

@@ -12,6 +12,13 @@
 
 enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
+/* What a reload does when a key changes (see config_keys.c). */
+enum cfg_kclass {
+    CFG_K_LIVE = 1,    /* copied into running workers by cfg_apply_live */
+    CFG_K_RESTART = 2, /* the workers restart (a rolling restart) */
+    CFG_K_SUP = 4,     /* only the supervisor reads it */
+};
+
 /* places_api = new | legacy: which Google API answers WHATSAT (SPEC §4). */
 enum cfg_places_api { CFG_PLACES_NEW = 0, CFG_PLACES_LEGACY };
 
@@ -32,6 +39,7 @@ struct cfg_herd {
     char *run_dir;            /* owned; absolute */
     char *node;               /* owned; [herd] node, NULL when not set */
     char *secret;             /* owned; NULL when links are not authenticated */
+    char *secret_previous;    /* owned; also accepted from neighbours (a rotation), or NULL */
     enum log_level log_level; /* log_level = error|warn|info|debug (info) */
 
     /* clients */
@@ -106,10 +114,26 @@ long cfg_index(const struct cfg_herd *herd, const char *name);
 /*
  * Nonzero when server A of herd HA must be restarted to become server B of
  * herd HB on reload: its own settings, its peers (by name and address) or a
- * herd-wide setting that a worker reads changed.
+ * CFG_K_RESTART herd-wide key changed.
  */
 int cfg_server_changed(const struct cfg_herd *ha, const struct cfg_server *a,
                        const struct cfg_herd *hb, const struct cfg_server *b);
+
+/* The [herd] keys, by index 0..cfg_nkeys()-1: name, class, and whether X and Y differ. */
+size_t cfg_nkeys(void);
+const char *cfg_key_name(size_t i);
+enum cfg_kclass cfg_key_class(size_t i);
+int cfg_key_differs(const struct cfg_herd *x, const struct cfg_herd *y, size_t i);
+
+/* Nonzero when a [herd] key of a class in the mask CLASSES differs. */
+int cfg_herd_differs(const struct cfg_herd *x, const struct cfg_herd *y, unsigned classes);
+
+/*
+ * Copies every CFG_K_LIVE value of NEXT into CUR, field by field (strings
+ * duplicated), so that pointers to CUR stay valid. Returns 0, or -1 when out
+ * of memory, and then CUR is unchanged.
+ */
+int cfg_apply_live(struct cfg_herd *cur, const struct cfg_herd *next);
 
 /* "error", "warn", "info", "debug". */
 const char *cfg_level_name(enum log_level level);

@@ -1,7 +1,9 @@
 /*
  * config_check: what can only be checked once the whole file is read (every
  * server has a port, no two share one, every peer exists), the undirected
- * link table, and cfg_server_changed(), which decides what a reload restarts.
+ * link table, and cfg_server_changed(), which decides what a reload restarts:
+ * the server's own keys, its neighbours' addresses and the CFG_K_RESTART
+ * herd-wide keys of config_keys.c's table.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -176,34 +178,11 @@ static int same_peers(const struct cfg_herd *ha, const struct cfg_server *a,
     return 1;
 }
 
-/*
- * Herd-wide settings a worker reads. Left out: run_dir, [herd] node,
- * heartbeat_timeout, restart_* and stop_timeout, which only the supervisor
- * reads.
- */
-static int same_worker_settings(const struct cfg_herd *x, const struct cfg_herd *y)
-{
-    return str_eq(x->log_dir, y->log_dir) && str_eq(x->secret, y->secret) &&
-           x->log_level == y->log_level && x->max_line == y->max_line &&
-           x->max_connections == y->max_connections &&
-           x->client_output_max == y->client_output_max && x->idle_timeout == y->idle_timeout &&
-           x->link_queue_max == y->link_queue_max && x->link_backoff_min == y->link_backoff_min &&
-           x->link_backoff_max == y->link_backoff_max &&
-           x->link_ping_interval == y->link_ping_interval && x->link_timeout == y->link_timeout &&
-           str_eq(x->places_url, y->places_url) && str_eq(x->places_key_file, y->places_key_file) &&
-           x->places_timeout == y->places_timeout && x->places_cache_ttl == y->places_cache_ttl &&
-           x->places_cache_entries == y->places_cache_entries &&
-           x->places_max_connections == y->places_max_connections &&
-           x->places_max_pending == y->places_max_pending && x->max_clients == y->max_clients &&
-           x->places_max_body == y->places_max_body &&
-           x->heartbeat_interval == y->heartbeat_interval;
-}
-
 int cfg_server_changed(const struct cfg_herd *ha, const struct cfg_server *a,
                        const struct cfg_herd *hb, const struct cfg_server *b)
 {
     if (!str_eq(a->name, b->name) || !str_eq(a->host, b->host) || a->port != b->port ||
         !str_eq(a->node, b->node))
         return 1;
-    return !same_peers(ha, a, hb, b) || !same_worker_settings(ha, hb);
+    return !same_peers(ha, a, hb, b) || cfg_herd_differs(ha, hb, CFG_K_RESTART);
 }

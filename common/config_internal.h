@@ -14,7 +14,7 @@
 
 #include "config.h"
 
-#define CFGI_NKEYS 39 /* keys of [herd], see config_keys.c */
+#define CFGI_NKEYS 40 /* keys of [herd], see config_keys.c */
 
 enum cfgi_sec { CFGI_SEC_NONE, CFGI_SEC_HERD, CFGI_SEC_SERVER };
 

@@ -1,7 +1,11 @@
 /*
- * config_keys: every key herd understands, with its default and its range,
- * and the section headers. Herd-wide keys are one table, so a new tunable is
- * one line here plus its field in config.h and its line in etc/herd.ini.
+ * config_keys: every key herd understands, with its default, its range and
+ * its reload class, and the section headers. Herd-wide keys are one table, so
+ * a new tunable is one line here plus its field in config.h and its line in
+ * etc/herd.ini. The class says what a reload does when the key changes: LIVE
+ * keys are copied into running workers (cfg_apply_live), RESTART keys restart
+ * every worker (one at a time), SUP keys only the supervisor reads. The
+ * per-server keys (port, host, peers, node) are all RESTART class.
  */
 #include <assert.h>
 #include <ctype.h>
@@ -24,8 +28,9 @@ enum ktype { K_PATH, K_NAME, K_SECRET, K_URL, K_TEXT, K_LEVEL, K_API, K_DUR, K_S
 struct hkey {
     const char *name;
     enum ktype type;
-    size_t off; /* of its field in struct cfg_herd */
-    double def; /* numeric default; strings default in finish_herd() */
+    enum cfg_kclass kclass; /* what a reload does when it changes */
+    size_t off;             /* of its field in struct cfg_herd */
+    double def;             /* numeric default; strings default in finish_herd() */
     double min, max;
 };
 
@@ -37,45 +42,47 @@ struct hkey {
 #define MS     0.001
 
 static const struct hkey hkeys[] = {
-    {"log_dir", K_PATH, OFF(log_dir), 0, 0, 0},
-    {"run_dir", K_PATH, OFF(run_dir), 0, 0, 0},
-    {"node", K_NAME, OFF(node), 0, 0, 0},
-    {"log_level", K_LEVEL, OFF(log_level), 0, 0, 0},
-    {"secret", K_SECRET, OFF(secret), 0, 0, 0},
-    {"places_api", K_API, OFF(places_api), 0, 0, 0},
-    {"places_url", K_URL, OFF(places_url), 0, 0, 0},
-    {"places_fields", K_TEXT, OFF(places_fields), 0, 0, 0},
-    {"places_max_rate", K_COUNT, OFF(places_max_rate), 5, 0, 100000},
-    {"places_max_per_day", K_COUNT, OFF(places_max_per_day), 0, 0, 1000000000},
-    {"places_key_file", K_PATH, OFF(places_key_file), 0, 0, 0},
-    {"places_timeout", K_DUR, OFF(places_timeout), 5, MS, HOUR},
-    {"places_cache_ttl", K_DUR, OFF(places_cache_ttl), 60, 0, 30 * DAY},
-    {"places_cache_entries", K_COUNT, OFF(places_cache_entries), 10000, 0, 10000000},
-    {"places_max_connections", K_COUNT, OFF(places_max_connections), 8, 1, 1024},
-    {"places_max_pending", K_COUNT, OFF(places_max_pending), 256, 1, 100000},
-    {"places_max_body", K_SIZE, OFF(places_max_body), 4 * MIB, KIB, 256 * MIB},
-    {"max_line_length", K_SIZE, OFF(max_line), 4096, 256, 1048576},
-    {"max_connections", K_COUNT, OFF(max_connections), 10000, 1, 1000000},
-    {"max_clients", K_COUNT, OFF(max_clients), 10000000, 1, 1000000000},
-    {"client_ttl", K_DUR, OFF(client_ttl), DAY, 0, 3650 * DAY},
-    {"max_store_memory", K_SIZE, OFF(max_store_memory), 1024 * MIB, MIB, 1024 * 1024 * MIB},
-    {"stop_drain", K_DUR, OFF(stop_drain), 1, 0, HOUR},
-    {"state_dir", K_PATH, OFF(state_dir), 0, 0, 0},
-    {"snapshot_interval", K_DUR, OFF(snapshot_interval), 10, 100 * MS, DAY},
-    {"log_link_summary", K_DUR, OFF(log_link_summary), 10, 100 * MS, DAY},
-    {"client_output_max", K_SIZE, OFF(client_output_max), MIB, KIB, 1024 * MIB},
-    {"idle_timeout", K_DUR, OFF(idle_timeout), 300, MS, 30 * DAY},
-    {"link_queue_max", K_SIZE, OFF(link_queue_max), 64 * MIB, 4 * KIB, 1024 * MIB},
-    {"link_backoff_min", K_DUR, OFF(link_backoff_min), 0.05, MS, HOUR},
-    {"link_backoff_max", K_DUR, OFF(link_backoff_max), 2, MS, HOUR},
-    {"link_ping_interval", K_DUR, OFF(link_ping_interval), 1, MS, HOUR},
-    {"link_timeout", K_DUR, OFF(link_timeout), 5, MS, HOUR},
-    {"heartbeat_interval", K_DUR, OFF(heartbeat_interval), 1, MS, HOUR},
-    {"heartbeat_timeout", K_DUR, OFF(heartbeat_timeout), 5, MS, HOUR},
-    {"restart_backoff_min", K_DUR, OFF(restart_backoff_min), 0.1, MS, DAY},
-    {"restart_backoff_max", K_DUR, OFF(restart_backoff_max), 30, MS, DAY},
-    {"restart_reset_after", K_DUR, OFF(restart_reset_after), 10, MS, 30 * DAY},
-    {"stop_timeout", K_DUR, OFF(stop_timeout), 5, MS, HOUR},
+    {"log_dir", K_PATH, CFG_K_RESTART, OFF(log_dir), 0, 0, 0},
+    {"run_dir", K_PATH, CFG_K_SUP, OFF(run_dir), 0, 0, 0},
+    {"node", K_NAME, CFG_K_SUP, OFF(node), 0, 0, 0},
+    {"log_level", K_LEVEL, CFG_K_LIVE, OFF(log_level), 0, 0, 0},
+    {"secret", K_SECRET, CFG_K_RESTART, OFF(secret), 0, 0, 0},
+    {"secret_previous", K_SECRET, CFG_K_LIVE, OFF(secret_previous), 0, 0, 0},
+    {"places_api", K_API, CFG_K_LIVE, OFF(places_api), 0, 0, 0},
+    {"places_url", K_URL, CFG_K_LIVE, OFF(places_url), 0, 0, 0},
+    {"places_fields", K_TEXT, CFG_K_LIVE, OFF(places_fields), 0, 0, 0},
+    {"places_max_rate", K_COUNT, CFG_K_LIVE, OFF(places_max_rate), 5, 0, 100000},
+    {"places_max_per_day", K_COUNT, CFG_K_LIVE, OFF(places_max_per_day), 0, 0, 1000000000},
+    {"places_key_file", K_PATH, CFG_K_LIVE, OFF(places_key_file), 0, 0, 0},
+    {"places_timeout", K_DUR, CFG_K_LIVE, OFF(places_timeout), 5, MS, HOUR},
+    {"places_cache_ttl", K_DUR, CFG_K_LIVE, OFF(places_cache_ttl), 60, 0, 30 * DAY},
+    {"places_cache_entries", K_COUNT, CFG_K_LIVE, OFF(places_cache_entries), 10000, 0, 10000000},
+    {"places_max_connections", K_COUNT, CFG_K_LIVE, OFF(places_max_connections), 8, 1, 1024},
+    {"places_max_pending", K_COUNT, CFG_K_LIVE, OFF(places_max_pending), 256, 1, 100000},
+    {"places_max_body", K_SIZE, CFG_K_LIVE, OFF(places_max_body), 4 * MIB, KIB, 256 * MIB},
+    {"max_line_length", K_SIZE, CFG_K_LIVE, OFF(max_line), 4096, 256, 1048576},
+    {"max_connections", K_COUNT, CFG_K_LIVE, OFF(max_connections), 10000, 1, 1000000},
+    {"max_clients", K_COUNT, CFG_K_LIVE, OFF(max_clients), 10000000, 1, 1000000000},
+    {"client_ttl", K_DUR, CFG_K_LIVE, OFF(client_ttl), DAY, 0, 3650 * DAY},
+    {"max_store_memory", K_SIZE, CFG_K_LIVE, OFF(max_store_memory), 1024 * MIB, MIB,
+     1024 * 1024 * MIB},
+    {"stop_drain", K_DUR, CFG_K_LIVE, OFF(stop_drain), 1, 0, HOUR},
+    {"state_dir", K_PATH, CFG_K_RESTART, OFF(state_dir), 0, 0, 0},
+    {"snapshot_interval", K_DUR, CFG_K_LIVE, OFF(snapshot_interval), 10, 100 * MS, DAY},
+    {"log_link_summary", K_DUR, CFG_K_LIVE, OFF(log_link_summary), 10, 100 * MS, DAY},
+    {"client_output_max", K_SIZE, CFG_K_LIVE, OFF(client_output_max), MIB, KIB, 1024 * MIB},
+    {"idle_timeout", K_DUR, CFG_K_LIVE, OFF(idle_timeout), 300, MS, 30 * DAY},
+    {"link_queue_max", K_SIZE, CFG_K_LIVE, OFF(link_queue_max), 64 * MIB, 4 * KIB, 1024 * MIB},
+    {"link_backoff_min", K_DUR, CFG_K_LIVE, OFF(link_backoff_min), 0.05, MS, HOUR},
+    {"link_backoff_max", K_DUR, CFG_K_LIVE, OFF(link_backoff_max), 2, MS, HOUR},
+    {"link_ping_interval", K_DUR, CFG_K_LIVE, OFF(link_ping_interval), 1, MS, HOUR},
+    {"link_timeout", K_DUR, CFG_K_LIVE, OFF(link_timeout), 5, MS, HOUR},
+    {"heartbeat_interval", K_DUR, CFG_K_LIVE, OFF(heartbeat_interval), 1, MS, HOUR},
+    {"heartbeat_timeout", K_DUR, CFG_K_SUP, OFF(heartbeat_timeout), 5, MS, HOUR},
+    {"restart_backoff_min", K_DUR, CFG_K_SUP, OFF(restart_backoff_min), 0.1, MS, DAY},
+    {"restart_backoff_max", K_DUR, CFG_K_SUP, OFF(restart_backoff_max), 30, MS, DAY},
+    {"restart_reset_after", K_DUR, CFG_K_SUP, OFF(restart_reset_after), 10, MS, 30 * DAY},
+    {"stop_timeout", K_DUR, CFG_K_SUP, OFF(stop_timeout), 5, MS, HOUR},
 };
 static_assert(sizeof hkeys / sizeof hkeys[0] == CFGI_NKEYS, "CFGI_NKEYS");
 
@@ -374,7 +381,97 @@ void cfgi_finish_herd(struct cfgi_state *st)
         cfgi_fail(st, 0, "out of memory");
         return;
     }
+    if (h->secret_previous && !h->secret)
+        cfgi_fail(st, st->key_line[key_index("secret_previous")],
+                  "secret_previous without secret: it is the secret being replaced");
     for (size_t i = 0; i < sizeof order_rules / sizeof order_rules[0]; i++)
         check_order(st, key_index(order_rules[i].lo), key_index(order_rules[i].hi),
                     order_rules[i].strict);
+}
+
+size_t cfg_nkeys(void)
+{
+    return CFGI_NKEYS;
+}
+
+const char *cfg_key_name(size_t i)
+{
+    return i < CFGI_NKEYS ? hkeys[i].name : NULL;
+}
+
+enum cfg_kclass cfg_key_class(size_t i)
+{
+    return i < CFGI_NKEYS ? hkeys[i].kclass : CFG_K_SUP;
+}
+
+static int is_string(const struct hkey *k)
+{
+    return k->type == K_PATH || k->type == K_NAME || k->type == K_SECRET || k->type == K_URL ||
+           k->type == K_TEXT;
+}
+
+int cfg_key_differs(const struct cfg_herd *x, const struct cfg_herd *y, size_t i)
+{
+    if (i >= CFGI_NKEYS)
+        return 0;
+    const struct hkey *k = &hkeys[i];
+    const char *px = (const char *)x + k->off, *py = (const char *)y + k->off;
+    if (is_string(k)) {
+        const char *a = *(char *const *)(const void *)px, *b = *(char *const *)(const void *)py;
+        return !(a == b || (a && b && strcmp(a, b) == 0));
+    }
+    if (k->type == K_LEVEL)
+        return x->log_level != y->log_level;
+    if (k->type == K_API)
+        return x->places_api != y->places_api;
+    if (k->type == K_DUR)
+        return *(const double *)(const void *)px != *(const double *)(const void *)py;
+    return *(const size_t *)(const void *)px != *(const size_t *)(const void *)py;
+}
+
+int cfg_herd_differs(const struct cfg_herd *x, const struct cfg_herd *y, unsigned classes)
+{
+    for (size_t i = 0; i < CFGI_NKEYS; i++) {
+        if ((hkeys[i].kclass & classes) && cfg_key_differs(x, y, i))
+            return 1;
+    }
+    return 0;
+}
+
+int cfg_apply_live(struct cfg_herd *cur, const struct cfg_herd *next)
+{
+    char *dup[CFGI_NKEYS] = {0};
+
+    /* Every string first, so that running out of memory changes nothing. */
+    for (size_t i = 0; i < CFGI_NKEYS; i++) {
+        const struct hkey *k = &hkeys[i];
+        const char *v = *(char *const *)(const void *)((const char *)next + k->off);
+        if (k->kclass != CFG_K_LIVE || !is_string(k) || !v)
+            continue;
+        if (!(dup[i] = strdup(v))) {
+            for (size_t j = 0; j < i; j++)
+                free(dup[j]);
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < CFGI_NKEYS; i++) {
+        const struct hkey *k = &hkeys[i];
+        void *dst = field(cur, k);
+        const void *src = (const char *)next + k->off;
+        if (k->kclass != CFG_K_LIVE)
+            continue;
+        if (is_string(k)) {
+            free(*(char **)dst);
+            *(char **)dst = dup[i];
+        } else if (k->type == K_LEVEL) {
+            cur->log_level = next->log_level;
+        } else if (k->type == K_API) {
+            cur->places_api = next->places_api;
+        } else if (k->type == K_DUR) {
+            *(double *)dst = *(const double *)src;
+        } else {
+            *(size_t *)dst = *(const size_t *)src;
+        }
+    }
+    return 0;
 }

@@ -15,6 +15,8 @@
 #define CTLPROTO_REQ_MAX   512       /* one request line, "\n" included */
 #define CTLPROTO_REPLY_MAX (1 << 20) /* one JSON reply */
 #define CTLPROTO_CHAN_FD   3         /* the worker's end of its channel */
+#define CTLPROTO_GEN_FD    4         /* the worker's copy of the generation (a memfd) */
+#define CTLPROTO_CHAN_MAX  (2 << 20) /* longest channel line either way, "\n" included */
 
 /* DIR "/" NAME into BUF. 0, or -1 when it does not fit. */
 int ctlproto_path(char *buf, size_t len, const char *dir, const char *name);

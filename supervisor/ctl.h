@@ -34,12 +34,16 @@ struct ctl {
     struct cfg_herd *cfg; /* owned */
     char sock_path[PATH_MAX];
     char pid_path[PATH_MAX];
-    double timeout;  /* how long start, stop, restart wait */
-    int timeout_set; /* -t given: stop waits that long, not stop_timeout + it */
-    int json;        /* status --json */
-    int follow;      /* logs -f */
-    long lines;      /* logs -n */
-    int degraded;    /* the file is broken: cfg holds its [herd] only */
+    double timeout;    /* how long start, stop, restart wait */
+    int timeout_set;   /* -t given: stop waits that long, not stop_timeout + it */
+    int json;          /* status --json */
+    int follow;        /* logs -f */
+    long lines;        /* logs -n */
+    int degraded;      /* the file is broken: cfg holds its [herd] only */
+    int force;         /* reload/restart --force */
+    int no_wait;       /* restart --no-wait */
+    int all;           /* restart --all */
+    double reply_wait; /* seconds to wait for one reply; 0: the default (5) */
 };
 
 /* ctl_conf.c: the file SPEC §7 names when -c does not: $HERD_CONFIG, then

@@ -72,11 +72,11 @@ static int send_all(int fd, const char *s, size_t len)
 }
 
 /* Reads until EOF into a new string (*out, caller frees). */
-static int read_reply(int fd, char **out, char *err, size_t errlen)
+static int read_reply(int fd, double wait, char **out, char *err, size_t errlen)
 {
     size_t cap = 4096, len = 0;
     char *buf = malloc(cap);
-    double deadline = ctl_now() + REPLY_TIMEOUT_MS / 1000.0;
+    double deadline = ctl_now() + (wait > 0 ? wait : REPLY_TIMEOUT_MS / 1000.0);
 
     while (buf != NULL) {
         struct pollfd pfd = {fd, POLLIN, 0};
@@ -84,7 +84,8 @@ static int read_reply(int fd, char **out, char *err, size_t errlen)
         ssize_t n;
 
         if (left <= 0 || poll(&pfd, 1, left) == 0) {
-            snprintf(err, errlen, "no reply within %d s", REPLY_TIMEOUT_MS / 1000);
+            snprintf(err, errlen, "no reply within %.0f s",
+                     wait > 0 ? wait : REPLY_TIMEOUT_MS / 1000.0);
             goto fail;
         }
         if (len + 1 == cap) {
@@ -168,7 +169,7 @@ int ctl_request(const struct ctl *c, const char *line, json_object **reply, char
         snprintf(err, errlen, "send: %s", strerror(errno));
         goto fail;
     }
-    if (read_reply(fd, &text, err, errlen) != 0)
+    if (read_reply(fd, c->reply_wait, &text, err, errlen) != 0)
         goto fail;
     close(fd);
     *reply = json_tokener_parse(text);

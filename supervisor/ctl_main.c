@@ -1,12 +1,15 @@
 /*
  * herdctl: the operator's command line for a herd (SPEC §7): start, stop,
- * status, restart, kill, logs, metrics, reopen-logs, reload, save, check-config.
- * Everything but start, logs and check-config is one request over
- * run_dir/herd.sock; the exit statuses are 0 ok, 1 failed, 2 usage or
- * configuration, 3 supervisor not running, 4 not allowed (another user's).
+ * status, start/stop NAME, restart (rolling), kill, logs, metrics, reopen-logs,
+ * reload, save, check-config. kill, restart and reload wait for the
+ * supervisor's answer, which comes once their effect is visible. Everything
+ * but start, logs and check-config is one request over run_dir/herd.sock; the
+ * exit statuses are 0 ok, 1 failed, 2 usage or configuration, 3 supervisor not
+ * running, 4 not allowed (another user's).
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +20,7 @@
 
 #define DEFAULT_TIMEOUT 10.0
 #define DEFAULT_LINES   10
+#define JOB_REPLY_WAIT  3700.0 /* the supervisor bounds each step of a roll itself */
 
 static void usage(FILE *f)
 {
@@ -24,14 +28,16 @@ static void usage(FILE *f)
             "usage: herdctl [-c FILE] [-t SECONDS] COMMAND [ARGS]\n\n"
             "  start                 start the herd in the background, wait until it serves\n"
             "  stop                  stop it: SIGTERM, SIGKILL after stop_timeout (or -t)\n"
-            "  start|stop NAME...    start or stop single servers (the supervisor's word)\n"
+            "  start NAME...         start stopped servers again\n"
+            "  stop NAME...          stop servers; they stay down until start NAME\n"
             "  status [--json] [NAME...]  one row per server (--json: everything)\n"
-            "  restart NAME          restart one worker and wait until it serves\n"
-            "  kill NAME [SIGNAL]    send SIGNAL (default KILL) to one worker\n"
+            "  restart [--no-wait] [--force] NAME... | --all\n"
+            "                        restart workers one at a time, each ready and resynced\n"
+            "  kill NAME [SIGNAL]    send SIGNAL (default KILL) to one worker, wait for its end\n"
             "  logs NAME [-f] [-n N] the last N (%d) lines of NAME's log; -f follows it\n"
             "  metrics               counters and gauges, Prometheus text format\n"
             "  reopen-logs           every process reopens its log (after logrotate)\n"
-            "  reload                re-read FILE: start added, stop removed, restart changed\n"
+            "  reload [--force]      re-read FILE: live settings in place, rolling restarts\n"
             "  save [NAME]           write every (or one) worker's snapshot now and wait\n"
             "  check-config          validate FILE and start nothing\n\n"
             "  -c, --config FILE     the herd's file (default $HERD_CONFIG, then\n"
@@ -95,6 +101,9 @@ static int parse_option(int ch, struct ctl *c)
         return -1;
     case 'f': c->follow = 1; return 0;
     case 'j': c->json = 1; return 0;
+    case 'F': c->force = 1; return 0;
+    case 'W': c->no_wait = 1; return 0;
+    case 'A': c->all = 1; return 0;
     case 'h': usage(stdout); exit(CTL_EXIT_OK);
     case 'V': printf("herdctl %s\n", herd_version); exit(CTL_EXIT_OK);
     default: usage(stderr); return -1;
@@ -104,10 +113,17 @@ static int parse_option(int ch, struct ctl *c)
 static int parse_args(int argc, char **argv, struct ctl *c)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'}, {"timeout", required_argument, NULL, 't'},
-        {"json", no_argument, NULL, 'j'},         {"follow", no_argument, NULL, 'f'},
-        {"lines", required_argument, NULL, 'n'},  {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},
+        {"timeout", required_argument, NULL, 't'},
+        {"json", no_argument, NULL, 'j'},
+        {"follow", no_argument, NULL, 'f'},
+        {"lines", required_argument, NULL, 'n'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {"force", no_argument, NULL, 'F'},
+        {"no-wait", no_argument, NULL, 'W'},
+        {"all", no_argument, NULL, 'A'},
+        {NULL, 0, NULL, 0},
     };
     int ch;
 
@@ -184,8 +200,8 @@ static int cmd_metrics(const struct ctl *c)
     return rc;
 }
 
-/* Waits until NAME runs again under a pid other than OLD. */
-static int wait_restarted(const struct ctl *c, const char *name, long old)
+/* Waits until NAME runs under a pid other than OLD (0: any pid). */
+static int wait_running(const struct ctl *c, const char *name, long old)
 {
     double deadline = ctl_now() + c->timeout;
     char err[256];
@@ -196,32 +212,99 @@ static int wait_restarted(const struct ctl *c, const char *name, long old)
         if (ctl_request(c, "status", &st, err, sizeof(err)) == 0 &&
             (srv = ctl_server(st, name)) != NULL &&
             strcmp(ctl_str(srv, "state", ""), "running") == 0 && ctl_int(srv, "pid", 0) != old) {
-            printf("%s restarted (pid %ld)\n", name, ctl_int(srv, "pid", 0));
+            printf("%s running (pid %ld)\n", name, ctl_int(srv, "pid", 0));
             json_object_put(st);
             return CTL_EXIT_OK;
         }
         json_object_put(st);
         ctl_sleep_ms(50);
     }
-    fprintf(stderr, "herdctl: %s is not running again after %.0f s\n", name, c->timeout);
+    fprintf(stderr, "herdctl: %s is not running after %.0f s\n", name, c->timeout);
     return CTL_EXIT_FAIL;
 }
 
-static int cmd_restart(const struct ctl *c, const char *name)
+static void print_names(const char *label, json_object *reply, const char *key);
+
+/* What a job (reload, restart) did, then its refusal if any. */
+static void print_job(json_object *reply)
+{
+    json_object *arr, *live;
+
+    print_names("restarted", reply, "restarted");
+    print_names("not restarted", reply, "not_restarted");
+    if (json_object_object_get_ex(reply, "live", &live) && live != NULL &&
+        json_object_object_length(live) > 0) {
+        printf("live:");
+        struct json_object_iterator it = json_object_iter_begin(live);
+        struct json_object_iterator end = json_object_iter_end(live);
+
+        for (; !json_object_iter_equal(&it, &end); json_object_iter_next(&it))
+            printf(" %s=%s", json_object_iter_peek_name(&it),
+                   json_object_get_string(json_object_iter_peek_value(&it)));
+        printf("\n");
+    }
+    if (json_object_object_get_ex(reply, "failed", &arr) && arr != NULL)
+        for (size_t i = 0; i < json_object_array_length(arr); i++) {
+            json_object *f = json_object_array_get_idx(arr, i);
+            printf("failed: %s: %s\n", ctl_str(f, "name", "?"), ctl_str(f, "error", "?"));
+        }
+    if (json_object_object_get_ex(reply, "seconds", &arr) && arr != NULL)
+        printf("took %.3f s (generation %ld)\n", json_object_get_double(arr),
+               ctl_int(reply, "generation", 0));
+}
+
+static int cmd_restart(struct ctl *c, int argc, char **argv)
 {
     char line[CTLPROTO_REQ_MAX];
     json_object *reply = NULL;
-    long old;
+    size_t off;
     int rc;
 
-    snprintf(line, sizeof(line), "restart %s", name);
+    if ((argc > 1) == c->all) {
+        fprintf(stderr, "herdctl: restart NAME... or restart --all\n");
+        return CTL_EXIT_USAGE;
+    }
+    off = (size_t)snprintf(line, sizeof(line), "restart%s%s%s", c->no_wait ? " --no-wait" : "",
+                           c->force ? " --force" : "", c->all ? " --all" : "");
+    for (int i = 1; i < argc && off < sizeof(line); i++)
+        off += (size_t)snprintf(line + off, sizeof(line) - off, " %s", argv[i]);
+    if (off >= sizeof(line)) {
+        fprintf(stderr, "herdctl: too many names\n");
+        return CTL_EXIT_USAGE;
+    }
+    c->reply_wait = JOB_REPLY_WAIT;
     rc = talk(c, line, &reply);
-    old = rc == CTL_EXIT_OK ? ctl_int(reply, "pid", 0) : 0;
+    if (reply != NULL)
+        print_job(reply);
     json_object_put(reply);
-    return rc == CTL_EXIT_OK ? wait_restarted(c, name, old) : rc;
+    return rc;
 }
 
-static int cmd_kill(const struct ctl *c, const char *name, const char *sig)
+/* start NAME... / stop NAME...: one request each. */
+static int cmd_hold(struct ctl *c, const char *what, int argc, char **argv)
+{
+    int rc = CTL_EXIT_OK;
+
+    c->reply_wait = 60;
+    for (int i = 1; i < argc; i++) {
+        char line[CTLPROTO_REQ_MAX];
+        json_object *reply = NULL;
+        int r;
+
+        snprintf(line, sizeof(line), "%s %s", what, argv[i]);
+        r = talk(c, line, &reply);
+        json_object_put(reply);
+        if (r == CTL_EXIT_OK && strcmp(what, "start") == 0)
+            r = wait_running(c, argv[i], 0);
+        else if (r == CTL_EXIT_OK)
+            printf("%s stopped\n", argv[i]);
+        if (r != CTL_EXIT_OK && rc == CTL_EXIT_OK)
+            rc = r;
+    }
+    return rc;
+}
+
+static int cmd_kill(struct ctl *c, const char *name, const char *sig)
 {
     char line[CTLPROTO_REQ_MAX], canon[32];
     json_object *reply = NULL;
@@ -233,9 +316,19 @@ static int cmd_kill(const struct ctl *c, const char *name, const char *sig)
     }
     ctlproto_signame(signum, canon, sizeof(canon));
     snprintf(line, sizeof(line), "kill %s %s", name, canon);
+    c->reply_wait = 15;
     rc = talk(c, line, &reply);
-    if (rc == CTL_EXIT_OK)
-        printf("sent %s to %s (pid %ld)\n", canon, name, ctl_int(reply, "pid", 0));
+    if (rc == CTL_EXIT_OK) {
+        printf("sent %s to %s (pid %ld)", canon, name, ctl_int(reply, "pid", 0));
+        if (!json_object_object_get_ex(reply, "exited", NULL))
+            printf("\n");
+        else if (!ctl_bool(reply, "exited"))
+            printf("; still running\n");
+        else if (ctl_int(reply, "new_pid", 0) > 0)
+            printf("; restarted as pid %ld\n", ctl_int(reply, "new_pid", 0));
+        else
+            printf("; exited, now %s\n", ctl_str(reply, "state", "?"));
+    }
     json_object_put(reply);
     return rc;
 }
@@ -253,17 +346,21 @@ static void print_names(const char *label, json_object *reply, const char *key)
     printf("\n");
 }
 
-static int cmd_plain(const struct ctl *c, const char *what)
+static int cmd_plain(struct ctl *c, const char *what)
 {
     json_object *reply = NULL;
-    int rc = talk(c, what, &reply);
+    int reload = strcmp(what, "reload") == 0, rc;
 
-    if (rc == CTL_EXIT_OK && strcmp(what, "reload") == 0) {
+    if (reload)
+        c->reply_wait = JOB_REPLY_WAIT;
+    rc = talk(c, reload && c->force ? "reload --force" : what, &reply);
+    if (reload && reply != NULL && json_object_object_get_ex(reply, "added", NULL)) {
         print_names("added", reply, "added");
         print_names("removed", reply, "removed");
-        print_names("restarted", reply, "changed");
+        print_names("changed", reply, "changed");
         print_names("unchanged", reply, "unchanged");
         print_names("note", reply, "warnings");
+        print_job(reply);
     } else if (rc == CTL_EXIT_OK) {
         printf("%s: ok\n", what);
     }
@@ -334,35 +431,34 @@ static int cmd_save(const struct ctl *c, const char *name)
     return rc;
 }
 
+/* 1 when the running supervisor runs another file than ours; both in MSG. */
+static int other_file(const struct ctl *c, char *msg, size_t len)
+{
+    char err[256], mine[PATH_MAX];
+    json_object *st = NULL, *sup;
+    const char *theirs;
+    int rc = 0;
+
+    if (strcmp(c->config, "") == 0 || ctl_request(c, "status", &st, err, sizeof(err)) != 0)
+        return 0;
+    if (realpath(c->config, mine) == NULL)
+        snprintf(mine, sizeof(mine), "%s", c->config);
+    if (json_object_object_get_ex(st, "supervisor", &sup) && sup != NULL &&
+        (theirs = ctl_str(sup, "config", NULL)) != NULL && strcmp(theirs, mine) != 0) {
+        snprintf(msg, len, "the running supervisor (pid %ld) runs %s, not %s",
+                 ctl_int(sup, "pid", 0), theirs, mine);
+        rc = 1;
+    }
+    json_object_put(st);
+    return rc;
+}
+
 static int cmd_check(const struct ctl *c)
 {
     ctl_check_secret_mode(c);
     printf("%s: syntax is ok, %zu server%s\n", c->config, c->cfg->nservers,
            c->cfg->nservers == 1 ? "" : "s");
     return CTL_EXIT_OK;
-}
-
-/* start NAME / stop NAME: one request per server, the supervisor's word. */
-static int cmd_each(const struct ctl *c, const char *what, char **names, int n)
-{
-    char line[CTLPROTO_REQ_MAX];
-    int worst = CTL_EXIT_OK;
-
-    for (int i = 0; i < n; i++) {
-        json_object *reply = NULL;
-        int rc;
-
-        snprintf(line, sizeof(line), "%s %s", what, names[i]);
-        rc = talk(c, line, &reply);
-        if (rc == CTL_EXIT_OK)
-            printf("%s: %s\n", names[i], strcmp(what, "start") == 0 ? "started" : "stopped");
-        json_object_put(reply);
-        if (rc == CTL_EXIT_NOT_RUNNING || rc == CTL_EXIT_NOT_ALLOWED)
-            return rc;
-        if (rc > worst)
-            worst = rc;
-    }
-    return worst;
 }
 
 static int is(const char *cmd, const char *name)
@@ -379,11 +475,11 @@ static int run(struct ctl *c, int argc, char **argv)
     if (argc == 1 && is(cmd, "stop"))
         return ctl_stop(c);
     if (argc > 1 && (is(cmd, "start") || is(cmd, "stop")))
-        return cmd_each(c, cmd, argv + 1, argc - 1);
+        return cmd_hold(c, cmd, argc, argv);
     if (is(cmd, "status"))
         return cmd_status(c, argv + 1, argc - 1);
-    if (argc == 2 && is(cmd, "restart"))
-        return cmd_restart(c, argv[1]);
+    if (is(cmd, "restart"))
+        return cmd_restart(c, argc, argv);
     if ((argc == 2 || argc == 3) && is(cmd, "kill"))
         return cmd_kill(c, argv[1], argc == 3 ? argv[2] : NULL);
     if (argc == 2 && is(cmd, "logs"))
@@ -424,6 +520,19 @@ int main(int argc, char **argv)
         fprintf(stderr, "herdctl: run_dir too long\n");
         cfg_free(c->cfg);
         return CTL_EXIT_USAGE;
+    }
+    if (strcmp(argv[first], "start") != 0 || argc - first > 1) {
+        char msg[2 * PATH_MAX + 128];
+
+        if (other_file(c, msg, sizeof(msg))) {
+            if (strcmp(argv[first], "reload") == 0) {
+                fprintf(stderr, "herdctl: reload refused: %s; reload with -c naming that file\n",
+                        msg);
+                cfg_free(c->cfg);
+                return CTL_EXIT_USAGE;
+            }
+            fprintf(stderr, "herdctl: warning: %s\n", msg);
+        }
     }
     rc = run(c, argc - first, argv + first);
     cfg_free(c->cfg);

@@ -202,6 +202,11 @@ void ctl_print_status(FILE *f, json_object *reply)
         ctl_format_duration(get_double(sup, "uptime"), d, sizeof(d));
         fprintf(f, "herd-supervisor pid %ld, %s, up %s, %s\n", ctl_int(sup, "pid", 0),
                 ctl_str(sup, "state", "?"), d, ctl_str(sup, "config", "?"));
+        if (strcmp(ctl_str(sup, "config_on_disk", "same"), "same") != 0)
+            fprintf(f,
+                    "note: the file on disk is %s since generation %ld, which the herd runs "
+                    "(herdctl reload applies it)\n",
+                    ctl_str(sup, "config_on_disk", "?"), ctl_int(sup, "generation", 0));
     }
     if (!json_object_object_get_ex(reply, "servers", &servers) ||
         !json_object_is_type(servers, json_type_array))

@@ -2,7 +2,10 @@
  * sup_ctl: the control socket run_dir/herd.sock (mode 0600, own uid and
  * root only, by SO_PEERCRED). Each connection carries one request line and gets one JSON
  * reply, then is closed. Clients are non-blocking with a bounded request and
- * a deadline, so a stuck client never holds up the loop.
+ * a deadline, so a stuck client never holds up the loop. A request whose
+ * effect takes time (kill, restart, reload) parks its client as WAITING
+ * until the supervisor sees the effect (sup_ctl_proc_event, sup_ctl_job_done)
+ * or the wait's own deadline passes.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -22,6 +25,7 @@
 
 enum client_state {
     CL_READING,  /* waiting for the request line */
+    CL_WAITING,  /* request taken, its reply waits for an event (wait) */
     CL_WRITING,  /* sending the reply */
     CL_DRAINING, /* reply sent and our side shut: discard input until EOF, so
                   * that unread input never turns our close into an RST that
@@ -35,7 +39,9 @@ struct sup_client {
     int fd;
     ev_io io;
     ev_timer deadline;
-    char *out; /* owned: the reply, once made */
+    struct sup_wait wait;
+    json_object *pending; /* owned: the reply being completed while WAITING */
+    char *out;            /* owned: the reply, once made */
     size_t outlen, outpos;
     size_t inlen;
     char in[CTLPROTO_REQ_MAX];
@@ -57,6 +63,7 @@ static void client_destroy(struct sup_client *c)
     ev_io_stop(c->sup->loop, &c->io);
     ev_timer_stop(c->sup->loop, &c->deadline);
     close(c->fd);
+    json_object_put(c->pending);
     free(c->out);
     free(c);
 }
@@ -136,6 +143,9 @@ static void client_reply(struct sup_client *c, json_object *reply)
     }
     json_object_put(reply);
     ev_io_stop(c->sup->loop, &c->io);
+    ev_timer_stop(c->sup->loop, &c->deadline);
+    ev_timer_set(&c->deadline, CLIENT_DEADLINE, 0.);
+    ev_timer_start(c->sup->loop, &c->deadline);
     if (client_write(c)) {
         client_drain(c);
         return;
@@ -209,7 +219,59 @@ static void client_cb(struct ev_loop *loop, ev_io *io, int revents)
         return;
     }
     c->in[strcspn(c->in, "\r\n")] = '\0';
-    client_reply(c, sup_req_handle(c->sup, c->in));
+    {
+        json_object *r = sup_req_handle(c->sup, c->in, &c->wait);
+
+        if (c->wait.kind == SUP_WAIT_NONE) {
+            client_reply(c, r);
+            return;
+        }
+        c->pending = r;
+        c->state = CL_WAITING;
+        ev_io_stop(loop, &c->io);
+        ev_timer_stop(loop, &c->deadline);
+        ev_timer_set(&c->deadline, c->wait.deadline, 0.);
+        ev_timer_start(loop, &c->deadline);
+    }
+}
+
+/* Completes a DEATH wait: what the supervisor did after the exit. */
+static void death_seen(struct sup_client *c, const struct sup_proc *p, int exited)
+{
+    json_object *o = c->pending;
+
+    c->pending = NULL;
+    c->state = CL_WRITING;
+    json_object_object_add(o, "exited", json_object_new_boolean(exited));
+    if (p != NULL) {
+        json_object_object_add(
+            o, "new_pid", p->pid > 0 && p->pid != c->wait.pid ? json_object_new_int(p->pid) : NULL);
+        json_object_object_add(o, "state", json_object_new_string(sup_state_name(p->state)));
+    }
+    client_reply(c, o);
+}
+
+void sup_ctl_proc_event(struct sup *s)
+{
+    for (struct sup_client *c = s->clients; c != NULL; c = c->next) {
+        struct sup_proc *p;
+
+        if (c->state != CL_WAITING || c->wait.kind != SUP_WAIT_DEATH)
+            continue;
+        p = sup_proc_find(s, c->wait.name);
+        if (p == NULL || p->pid != c->wait.pid)
+            death_seen(c, p, 1);
+    }
+}
+
+void sup_ctl_job_done(struct sup *s, unsigned id, json_object *reply)
+{
+    for (struct sup_client *c = s->clients; c != NULL; c = c->next) {
+        if (c->state == CL_WAITING && c->wait.kind == SUP_WAIT_JOB && c->wait.job == id) {
+            c->state = CL_WRITING;
+            client_reply(c, json_object_get(reply));
+        }
+    }
 }
 
 static void deadline_cb(struct ev_loop *loop, ev_timer *t, int revents)
@@ -218,6 +280,15 @@ static void deadline_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
     (void)loop;
     (void)revents;
+    if (c->state == CL_WAITING && c->wait.kind == SUP_WAIT_DEATH) {
+        death_seen(c, sup_proc_find(c->sup, c->wait.name), 0);
+        return;
+    }
+    if (c->state == CL_WAITING) {
+        c->state = CL_WRITING;
+        client_reply(c, error_reply("still running; see status"));
+        return;
+    }
     if (c->state != CL_DRAINING)
         log_warn("control: client timed out");
     client_free(c);

@@ -3,7 +3,8 @@
  * run_dir/herd.pid (one supervisor per run_dir), goes to the background
  * unless -f, opens the control socket and runs one herd-worker per server on
  * libev's default loop until SIGTERM, SIGINT or a "stop" request; then it
- * stops the workers, removes its socket and pid file, and exits 0.
+ * stops the workers, removes its socket and pid file, and exits 0. The file
+ * is read once into a generation (sup_gen.h), which every worker runs.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -247,6 +248,7 @@ void sup_shutdown(struct sup *s, const char *why)
         next = p->next;
         sup_proc_stop(p, SUP_WANT_STOP);
     }
+    sup_job_poke(s); /* a running job ends, refused */
     sup_check_stopped(s);
 }
 
@@ -293,10 +295,11 @@ static int prepare(struct sup *s, const struct opts *o)
     char err[1024];
     size_t n = 0;
 
-    if (cfg_load(o->config, &s->cfg, err, sizeof(err)) != 0) {
+    if (sup_gen_load(o->config, &s->gen, &s->cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "%s\n", err);
         return 2;
     }
+    s->gen.no = 1;
     s->node_arg = o->node;
     s->node = o->node != NULL ? o->node : s->cfg->node;
     for (size_t i = 0; i < s->cfg->nservers; i++)
@@ -417,6 +420,7 @@ int main(int argc, char **argv)
     hold_stdio();
     parse_args(argc, argv, &o);
     s->pid_fd = s->ctl_fd = -1;
+    s->gen.fd = -1;
     s->foreground = o.foreground;
     if ((rc = prepare(s, &o)) != 0 || (rc = bring_up(s, &notify)) != 0)
         goto out;
@@ -443,5 +447,6 @@ out:
     if (s->log_opened)
         log_close();
     cfg_free(s->cfg);
+    sup_gen_free(&s->gen);
     return rc;
 }

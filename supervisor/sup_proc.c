@@ -5,6 +5,8 @@
  * doubling to restart_backoff_max, an uptime of restart_reset_after forgets
  * them, and nothing ever gives up. Exit status 2 (config or usage error) is
  * always retried with backoff, since an immediate retry would fail the same.
+ * Restarts asked for (restart, reload) are planned: no backoff, not counted
+ * as crashes. Every worker gets the running generation's bytes on fd 4.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -102,6 +104,8 @@ struct sup_proc *sup_proc_find(struct sup *s, const char *name)
 static void child_exec(const struct sup_proc *p, pid_t parent, int chan, int in, int err,
                        char *const argv[])
 {
+    int gen = p->sup->gen.fd;
+
     struct sigaction dfl;
     sigset_t none;
 
@@ -118,12 +122,13 @@ static void child_exec(const struct sup_proc *p, pid_t parent, int chan, int in,
     sigprocmask(SIG_SETMASK, &none, NULL);
     if (dup2(in, 0) < 0 || dup2(in, 1) < 0 || (err != 2 && dup2(err, 2) < 0))
         _exit(127);
-    /* dup2 onto itself would keep close-on-exec: move it off 3 first. */
-    if (chan == CTLPROTO_CHAN_FD)
-        chan = dup(chan);
-    if (chan < 0 || dup2(chan, CTLPROTO_CHAN_FD) < 0)
+    /* dup2 onto itself would keep close-on-exec, and either could sit on
+     * the other's number: move both above 4 first. */
+    chan = fcntl(chan, F_DUPFD, CTLPROTO_GEN_FD + 1);
+    gen = fcntl(gen, F_DUPFD, CTLPROTO_GEN_FD + 1);
+    if (chan < 0 || gen < 0 || dup2(chan, CTLPROTO_CHAN_FD) < 0 || dup2(gen, CTLPROTO_GEN_FD) < 0)
         _exit(127);
-    close_range(CTLPROTO_CHAN_FD + 1, ~0U, 0);
+    close_range(CTLPROTO_GEN_FD + 1, ~0U, 0);
     execv(p->sup->worker_path, argv);
     {
         static const char msg[] = "herd-supervisor: cannot exec herd-worker\n";
@@ -155,8 +160,15 @@ static void started(struct sup_proc *p, pid_t pid, int chan)
 {
     struct sup *s = p->sup;
 
-    if (p->started > 0)
+    if (p->started > 0 && p->planned != NULL)
+        p->planned_restarts++;
+    else if (p->started > 0)
         p->restarts++;
+    p->last_cause = p->started > 0 ? (p->planned != NULL ? p->planned : "crash") : NULL;
+    p->planned = NULL;
+    p->gen = s->gen.no;
+    p->live_wait = 0; /* a new process runs the new generation already */
+    p->hb_after_ready = 0;
     p->pid = pid;
     p->state = SUP_STARTING;
     p->hb_killed = 0;
@@ -170,21 +182,35 @@ static void started(struct sup_proc *p, pid_t pid, int chan)
     log_info("%s: started pid %d (port %u)", p->name, (int)pid, (unsigned)p->port);
 }
 
-/* Forks and execs P's worker: herd-worker -c FILE --channel 3 NAME. */
+/* P listens where the running generation says from this start on. */
+static void take_address(struct sup_proc *p)
+{
+    const struct cfg_server *srv = cfg_find(p->sup->cfg, p->name);
+    char *host = srv != NULL ? strdup(srv->host) : NULL;
+
+    if (host == NULL)
+        return;
+    free(p->host);
+    p->host = host;
+    p->port = srv->port;
+}
+
+/* Forks and execs P's worker: herd-worker -c FILE --config-fd 4 --channel 3 NAME. */
 void sup_proc_spawn(struct sup_proc *p)
 {
     struct sup *s = p->sup;
     char argv0[256];
-    char *argv[] = {argv0, "-c", s->cfg->path, "--channel", "3", p->name, NULL};
+    char *argv[] = {argv0, "-c", s->cfg->path, "--config-fd", "4", "--channel", "3", p->name, NULL};
     int fds[2] = {-1, -1}, in = -1, err = -1;
     pid_t parent = getpid(), pid;
     const char *what = "socketpair";
 
     ev_timer_stop(s->loop, &p->restart_timer);
-    if (s->stopping) {
+    if (s->stopping || p->held) {
         p->state = SUP_STOPPED;
         return;
     }
+    take_address(p);
     /* ps -o args shows argv[0]: name the server there. */
     snprintf(argv0, sizeof(argv0), "herd-worker: %s", p->name);
     if (net_socketpair(fds) != 0)
@@ -281,13 +307,26 @@ static void log_exit(const struct sup_proc *p, pid_t pid, double up)
         log_info("%s: pid %d stopped: %s", p->name, (int)pid, how);
 }
 
+static void child_exited(struct sup_proc *p, double up);
+
 static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
 {
     struct sup_proc *p = w->data;
-    double up = ev_now(loop) - p->started;
-    pid_t pid = p->pid;
+    struct sup *s = p->sup;
 
     (void)revents;
+    child_exited(p, ev_now(loop) - p->started);
+    /* After the restart policy ran: a status now shows the new pid or the wait. */
+    sup_ctl_proc_event(s);
+    sup_job_poke(s);
+}
+
+static void child_exited(struct sup_proc *p, double up)
+{
+    struct ev_loop *loop = p->sup->loop;
+    ev_child *w = &p->child_w;
+    pid_t pid = p->pid;
+
     ev_child_stop(loop, w);
     ev_timer_stop(loop, &p->kill_timer);
     sup_chan_close(p);
@@ -314,6 +353,7 @@ static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
         sup_proc_spawn(p);
         return;
     }
+    p->planned = NULL; /* a crash (or kill) mid-restart is a crash */
     crashed(p, up);
 }
 
@@ -368,8 +408,9 @@ void sup_proc_stop(struct sup_proc *p, enum sup_want want)
     ev_timer_start(s->loop, &p->kill_timer);
 }
 
-void sup_proc_restart(struct sup_proc *p)
+void sup_proc_restart(struct sup_proc *p, const char *cause)
 {
+    p->planned = cause;
     sup_proc_stop(p, SUP_WANT_RESTART);
 }
 

@@ -1,7 +1,9 @@
 /*
- * sup_req: the control requests (status, stop, restart NAME, kill NAME
- * SIGNAL, reopen-logs, reload, save [NAME]) and their JSON replies, as documented in
+ * sup_req: the control requests (status, stop, start NAME, stop NAME,
+ * restart [--no-wait] NAME... | --all, kill NAME SIGNAL, reopen-logs,
+ * reload [--force], save [NAME]) and their JSON replies, as documented in
  * docs/control-protocol.md. Every reply has "ok"; a refusal has "error".
+ * kill, restart and reload answer once their effect is visible (sup_wait).
  */
 #include <errno.h>
 #include <signal.h>
@@ -18,7 +20,9 @@
 #include "sup.h"
 #include "version.h"
 
-#define REQ_WORDS 4
+#define REQ_WORDS 32
+#define KILL_WAIT 5.0    /* seconds for kill to see the process gone */
+#define JOB_WAIT  3600.0 /* a job bounds itself; this is a backstop */
 
 static json_object *reply_new(int ok)
 {
@@ -107,6 +111,11 @@ static json_object *proc_json(struct sup *s, const struct sup_proc *p)
     else
         json_object_object_add(o, "uptime", NULL);
     json_object_object_add(o, "restarts", json_object_new_int64(p->restarts));
+    json_object_object_add(o, "planned_restarts", json_object_new_int64(p->planned_restarts));
+    json_object_object_add(o, "last_start",
+                           p->last_cause ? json_object_new_string(p->last_cause) : NULL);
+    json_object_object_add(o, "held", json_object_new_boolean(p->held));
+    json_object_object_add(o, "generation", json_object_new_int64(p->gen));
     json_object_object_add(o, "quick_exits", json_object_new_int64(p->fails));
     add_exit(o, p);
     if (p->state == SUP_BACKOFF) {
@@ -143,6 +152,16 @@ json_object *sup_req_status(struct sup *s)
     json_object_object_add(sup, "state",
                            json_object_new_string(s->stopping ? "stopping" : "running"));
     json_object_object_add(sup, "config", json_object_new_string(s->cfg->path));
+    json_object_object_add(sup, "generation", json_object_new_int64(s->gen.no));
+    {
+        int d = sup_gen_disk_differs(&s->gen, s->cfg->path);
+
+        json_object_object_add(sup, "config_on_disk",
+                               json_object_new_string(d == 0   ? "same"
+                                                      : d == 1 ? "changed"
+                                                               : "unreadable"));
+    }
+    json_object_object_add(sup, "job", json_object_new_boolean(s->job != NULL));
     json_object_object_add(sup, "node", s->node ? json_object_new_string(s->node) : NULL);
     json_object_object_add(sup, "socket", json_object_new_string(s->sock_path));
     json_object_object_add(sup, "log", json_object_new_string(s->log_path));
@@ -153,26 +172,72 @@ json_object *sup_req_status(struct sup *s)
     return o;
 }
 
-static json_object *req_restart(struct sup *s, const char *name)
+/* A job waits: its reply is made when it ends. */
+static json_object *job_wait(struct sup_wait *wait, unsigned id)
 {
-    struct sup_proc *p = sup_proc_find(s, name);
-    json_object *o;
-
-    if (p == NULL)
-        return reply_error("no server \"%s\"", name);
-    if (s->stopping)
-        return reply_error("%s", "the supervisor is stopping");
-    if (p->want == SUP_WANT_REMOVE)
-        return reply_error("\"%s\" is being removed", name);
-    log_info("control: restart %s", name);
-    o = reply_new(1);
-    json_object_object_add(o, "name", json_object_new_string(name));
-    json_object_object_add(o, "pid", p->pid > 0 ? json_object_new_int(p->pid) : NULL);
-    sup_proc_restart(p);
-    return o;
+    wait->kind = SUP_WAIT_JOB;
+    wait->job = id;
+    wait->deadline = JOB_WAIT;
+    return NULL;
 }
 
-static json_object *req_kill(struct sup *s, const char *name, const char *signame)
+/* restart [--no-wait] [--force] NAME... | --all: a rolling job. */
+static json_object *req_restart(struct sup *s, char **w, size_t n, struct sup_wait *wait)
+{
+    int all = 0, no_wait = 0, force = 0;
+    size_t first = 1;
+    struct sup_job *j;
+    json_object *o;
+
+    for (; first < n && strncmp(w[first], "--", 2) == 0; first++) {
+        all |= strcmp(w[first], "--all") == 0;
+        no_wait |= strcmp(w[first], "--no-wait") == 0;
+        force |= strcmp(w[first], "--force") == 0;
+    }
+    if ((first == n) == !all)
+        return reply_error("%s", "usage: restart [--no-wait] [--force] NAME... | --all");
+    if (s->stopping)
+        return reply_error("%s", "the supervisor is stopping");
+    if (s->job != NULL)
+        return reply_error("%s", "a reload or rolling restart is already running");
+    for (size_t i = first; i < n; i++) {
+        struct sup_proc *p = sup_proc_find(s, w[i]);
+
+        if (p == NULL)
+            return reply_error("no server \"%s\"", w[i]);
+        if (p->want == SUP_WANT_REMOVE)
+            return reply_error("\"%s\" is being removed", w[i]);
+        if (p->held)
+            return reply_error("\"%s\" is stopped: start it with start %s", w[i], w[i]);
+    }
+    if ((j = sup_job_new(s, force, no_wait, "restart")) == NULL)
+        return reply_error("%s", "out of memory");
+    o = reply_new(1);
+    for (struct sup_proc *p = s->procs; all && p != NULL; p = p->next)
+        if (!p->held && p->want != SUP_WANT_REMOVE)
+            sup_job_add_restart(j, p);
+    for (size_t i = first; i < n; i++)
+        sup_job_add_restart(j, sup_proc_find(s, w[i]));
+    log_info("control: restart%s%s", all ? " --all" : "", no_wait ? " --no-wait" : "");
+    job_wait(wait, sup_job_start(j, o));
+    json_object_put(o);
+    return NULL;
+}
+
+/* Signals a worker survives (stop/continue, its log reopen, ignored ones). */
+static int survivable(int sig)
+{
+    static const int keep[] = {SIGCONT, SIGSTOP,  SIGTSTP, SIGTTIN, SIGTTOU,
+                               SIGUSR1, SIGWINCH, SIGCHLD, SIGURG,  SIGPIPE};
+
+    for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
+        if (keep[i] == sig)
+            return 1;
+    return 0;
+}
+
+static json_object *req_kill(struct sup *s, const char *name, const char *signame,
+                             struct sup_wait *wait)
 {
     struct sup_proc *p = sup_proc_find(s, name);
     int sig = signame ? ctlproto_signum(signame) : SIGKILL;
@@ -193,6 +258,14 @@ static json_object *req_kill(struct sup *s, const char *name, const char *signam
     json_object_object_add(o, "name", json_object_new_string(name));
     json_object_object_add(o, "pid", json_object_new_int(p->pid));
     json_object_object_add(o, "signal", json_object_new_string(canon));
+    /* The reply waits until the supervisor has seen the process end (a
+     * signal that should but does not: KILL_WAIT, then "exited": false). */
+    if (survivable(sig))
+        return o;
+    wait->kind = SUP_WAIT_DEATH;
+    snprintf(wait->name, sizeof(wait->name), "%s", name);
+    wait->pid = p->pid;
+    wait->deadline = KILL_WAIT;
     return o;
 }
 
@@ -200,24 +273,14 @@ static json_object *req_kill(struct sup *s, const char *name, const char *signam
  * heartbeat's "snapshot" once written. 0, or -1 when it cannot be asked. */
 static int ask_save(struct sup_proc *p, uint64_t id)
 {
-    json_object *m = json_object_new_object();
-    size_t len = 0;
-    const char *txt;
-    char line[128];
-    int rc = -1;
+    json_object *m;
 
+    if (p->state != SUP_RUNNING)
+        return -1;
+    m = json_object_new_object();
     json_object_object_add(m, "type", json_object_new_string("save"));
     json_object_object_add(m, "id", json_object_new_int64((int64_t)id));
-    txt = json_object_to_json_string_length(m, JSON_C_TO_STRING_PLAIN, &len);
-    if (p->pid > 0 && p->chan_fd >= 0 && p->state == SUP_RUNNING && len + 1 < sizeof(line)) {
-        memcpy(line, txt, len);
-        line[len] = '\n';
-        rc = send(p->chan_fd, line, len + 1, MSG_NOSIGNAL | MSG_DONTWAIT) == (ssize_t)(len + 1)
-                 ? 0
-                 : -1;
-    }
-    json_object_put(m);
-    return rc;
+    return sup_chan_send(p, m); /* behind a config line being written, never inside it */
 }
 
 /* save [NAME]: the reply lists the workers asked and the id to wait for. */
@@ -257,9 +320,48 @@ static json_object *req_save(struct sup *s, const char *name)
     return o;
 }
 
-static json_object *req_simple(struct sup *s, const char *what)
+/* start NAME / stop NAME: an operator's hold, kept across reloads. */
+static json_object *req_hold(struct sup *s, const char *what, const char *name,
+                             struct sup_wait *wait)
+{
+    struct sup_proc *p = sup_proc_find(s, name);
+    json_object *o;
+
+    if (p == NULL)
+        return reply_error("no server \"%s\"", name);
+    if (s->stopping)
+        return reply_error("%s", "the supervisor is stopping");
+    if (p->want == SUP_WANT_REMOVE)
+        return reply_error("\"%s\" is being removed", name);
+    log_info("control: %s %s", what, name);
+    o = reply_new(1);
+    json_object_object_add(o, "name", json_object_new_string(name));
+    json_object_object_add(o, "pid", p->pid > 0 ? json_object_new_int(p->pid) : NULL);
+    if (strcmp(what, "start") == 0) {
+        p->held = 0;
+        if (p->pid <= 0)
+            sup_proc_restart(p, "start");
+        else if (p->want == SUP_WANT_STOP) {
+            p->want = SUP_WANT_RESTART;
+            p->planned = "start";
+        }
+        return o;
+    }
+    p->held = 1;
+    if (p->pid > 0) {
+        wait->kind = SUP_WAIT_DEATH;
+        snprintf(wait->name, sizeof(wait->name), "%s", name);
+        wait->pid = p->pid;
+        wait->deadline = s->cfg->stop_timeout + KILL_WAIT;
+    }
+    sup_proc_stop(p, SUP_WANT_STOP);
+    return o;
+}
+
+static json_object *req_simple(struct sup *s, const char *what, int force, struct sup_wait *wait)
 {
     json_object *o = reply_new(1);
+    unsigned id = 0;
 
     if (strcmp(what, "stop") == 0) {
         json_object_object_add(o, "pid", json_object_new_int(getpid()));
@@ -268,16 +370,20 @@ static json_object *req_simple(struct sup *s, const char *what)
         log_info("control: reopen-logs");
         sup_reopen_logs(s);
     } else if (strcmp(what, "reload") == 0) {
-        sup_reload(s, o);
+        if (sup_reload(s, force, o, &id) != 0)
+            return o;
+        json_object_put(o);
+        return job_wait(wait, id);
     }
     return o;
 }
 
-json_object *sup_req_handle(struct sup *s, const char *line)
+json_object *sup_req_handle(struct sup *s, const char *line, struct sup_wait *wait)
 {
     char buf[CTLPROTO_REQ_MAX], *save = NULL, *w[REQ_WORDS];
     size_t n = 0;
 
+    memset(wait, 0, sizeof(*wait));
     snprintf(buf, sizeof(buf), "%s", line);
     for (char *t = strtok_r(buf, " \t", &save); t != NULL; t = strtok_r(NULL, " \t", &save)) {
         if (n == REQ_WORDS)
@@ -290,15 +396,20 @@ json_object *sup_req_handle(struct sup *s, const char *line)
         return sup_req_status(s);
     if (n == 1 && (strcmp(w[0], "stop") == 0 || strcmp(w[0], "reopen-logs") == 0 ||
                    strcmp(w[0], "reload") == 0))
-        return req_simple(s, w[0]);
+        return req_simple(s, w[0], 0, wait);
+    if (n == 2 && strcmp(w[0], "reload") == 0 && strcmp(w[1], "--force") == 0)
+        return req_simple(s, w[0], 1, wait);
+    if (n == 2 && (strcmp(w[0], "start") == 0 || strcmp(w[0], "stop") == 0))
+        return req_hold(s, w[0], w[1], wait);
     if (strcmp(w[0], "restart") == 0)
-        return n == 2 ? req_restart(s, w[1]) : reply_error("%s", "usage: restart NAME");
+        return req_restart(s, w, n, wait);
     if (strcmp(w[0], "save") == 0)
         return n <= 2 ? req_save(s, n == 2 ? w[1] : NULL) : reply_error("%s", "usage: save [NAME]");
     if (strcmp(w[0], "kill") == 0)
-        return n == 2 || n == 3 ? req_kill(s, w[1], n == 3 ? w[2] : NULL)
+        return n == 2 || n == 3 ? req_kill(s, w[1], n == 3 ? w[2] : NULL, wait)
                                 : reply_error("%s", "usage: kill NAME [SIGNAL]");
-    return reply_error("unknown request \"%s\" (status, stop, restart NAME, kill NAME "
-                       "SIGNAL, reopen-logs, reload, save [NAME])",
+    return reply_error("unknown request \"%s\" (status, stop, start NAME, stop NAME, restart "
+                       "NAME... | --all, kill NAME SIGNAL, reopen-logs, reload [--force], "
+                       "save [NAME])",
                        w[0]);
 }

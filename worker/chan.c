@@ -1,11 +1,13 @@
 /*
  * chan: the worker's end of the supervisor channel. Newline-terminated JSON
  * objects (json-c) go out: one "ready", then a "heartbeat" every
- * heartbeat_interval. Input is read as lines of at most CHAN_IN_MAX bytes:
- * {"type":"save","id":N} asks for a snapshot now (the on_save hook), answered
- * by "saved" and a heartbeat once it ended; anything else is dropped. EOF
- * means the supervisor died or closed us, and the worker stops (the second
- * no-orphan signal after PR_SET_PDEATHSIG).
+ * heartbeat_interval. Input is read as lines of at most CTLPROTO_CHAN_MAX
+ * bytes: {"type":"config"} carries a new generation, handed to the on_config
+ * hook and answered with {"type":"applied"}; {"type":"save","id":N} asks for
+ * a snapshot now (the on_save hook), answered by "saved" and a heartbeat once
+ * it ended; anything else is dropped. EOF means the supervisor died or closed
+ * us, and the worker stops (the second no-orphan signal after
+ * PR_SET_PDEATHSIG).
  */
 #include "chan.h"
 
@@ -18,6 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "ctlproto.h"
 #include "log.h"
 #include "net.h"
 #include "version.h"
@@ -25,7 +28,6 @@
 /* A heartbeat is ~400 bytes; more than this queued means the supervisor is
  * not reading (stopped, or busy), and a stale heartbeat is worth nothing. */
 #define CHAN_OUT_MAX 16384
-#define CHAN_IN_MAX  512 /* a longer line from the supervisor is dropped */
 
 struct chan {
     struct ev_loop *loop;
@@ -36,11 +38,11 @@ struct chan {
     ev_io wio;        /* runs only while out holds unsent bytes */
     ev_timer hb;      /* heartbeat_interval */
     uint64_t dropped; /* messages not queued because out was full */
+    char *in;         /* owned; a partial input line, at most CTLPROTO_CHAN_MAX */
+    size_t inlen, incap;
+    int skipping; /* dropping the rest of an over-long line */
     size_t outlen;
     char out[CHAN_OUT_MAX];
-    size_t inlen;
-    int in_skip; /* dropping the rest of an overlong line */
-    char in[CHAN_IN_MAX];
 };
 
 static void chan_closed(struct chan *c, const char *why)
@@ -185,6 +187,14 @@ static json_object *heartbeat_json(struct chan *c)
     return o;
 }
 
+void chan_set_interval(struct chan *c, double every)
+{
+    if (c == NULL)
+        return;
+    c->hb.repeat = every > 0 ? every : 1.0;
+    ev_timer_again(c->loop, &c->hb);
+}
+
 void chan_heartbeat(struct chan *c)
 {
     if (c != NULL && !c->closed)
@@ -222,41 +232,93 @@ void chan_saved(struct chan *c)
     chan_heartbeat(c);
 }
 
-static void chan_on_line(struct chan *c, const char *line)
+/* {"type":"config","gen":N,"text":"..."}: apply it and say how it went. */
+static void on_config(struct chan *c, json_object *msg)
 {
-    json_object *msg = json_tokener_parse(line), *v;
+    json_object *gen = NULL, *text = NULL, *o;
+    char err[512] = "";
+    int r = -1;
 
-    if (msg != NULL && json_object_object_get_ex(msg, "type", &v) &&
-        strcmp(json_object_get_string(v), "save") == 0 && c->hooks.on_save != NULL) {
-        int64_t id = json_object_object_get_ex(msg, "id", &v) ? json_object_get_int64(v) : 0;
+    json_object_object_get_ex(msg, "gen", &gen);
+    if (json_object_object_get_ex(msg, "text", &text) &&
+        json_object_is_type(text, json_type_string))
+        r = c->hooks.on_config
+                ? c->hooks.on_config(c->hooks.arg, json_object_get_string(text),
+                                     (size_t)json_object_get_string_len(text), err, sizeof(err))
+                : -1;
+    else
+        snprintf(err, sizeof(err), "no text");
+    o = json_object_new_object();
+    json_object_object_add(o, "type", json_object_new_string("applied"));
+    json_object_object_add(o, "gen", json_object_new_int64(gen ? json_object_get_int64(gen) : 0));
+    json_object_object_add(o, "status",
+                           json_object_new_string(r == 0   ? "applied"
+                                                  : r == 1 ? "ignored"
+                                                           : "failed"));
+    if (r != 0)
+        json_object_object_add(o, "error", json_object_new_string(err));
+    chan_send(c, o);
+}
+
+/* {"type":"save","id":N}: a snapshot now; "saved" follows once it ended. */
+static void on_save(struct chan *c, json_object *msg)
+{
+    json_object *v;
+    int64_t id = json_object_object_get_ex(msg, "id", &v) ? json_object_get_int64(v) : 0;
+
+    if (c->hooks.on_save != NULL)
         c->hooks.on_save(c->hooks.arg, id > 0 ? (uint64_t)id : 0);
-    }
+}
+
+static void on_line(struct chan *c, const char *line, size_t len)
+{
+    json_object *msg = json_tokener_parse(line), *type;
+
+    if (strlen(line) != len || msg == NULL || !json_object_object_get_ex(msg, "type", &type))
+        log_warn("supervisor channel: bad message ignored");
+    else if (strcmp(json_object_get_string(type), "config") == 0)
+        on_config(c, msg);
+    else if (strcmp(json_object_get_string(type), "save") == 0)
+        on_save(c, msg);
     json_object_put(msg);
 }
 
-/* Splits what was read into lines; an overlong one is dropped whole. */
-static void chan_take(struct chan *c, const char *p, size_t n)
+/* Appends N bytes of input and hands over each complete line. */
+static void take_input(struct chan *c, const char *buf, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        if (p[i] != '\n') {
-            if (c->inlen < sizeof(c->in) - 1)
-                c->in[c->inlen++] = p[i];
-            else
-                c->in_skip = 1;
+        if (buf[i] == '\n') {
+            if (!c->skipping && c->in) {
+                c->in[c->inlen] = '\0';
+                on_line(c, c->in, c->inlen);
+            }
+            c->inlen = 0;
+            c->skipping = 0;
             continue;
         }
-        c->in[c->inlen] = '\0';
-        if (!c->in_skip)
-            chan_on_line(c, c->in);
-        c->inlen = 0;
-        c->in_skip = 0;
+        if (c->skipping)
+            continue;
+        if (c->inlen + 1 >= c->incap) {
+            size_t cap = c->incap ? c->incap * 2 : 4096;
+            char *bigger = cap <= CTLPROTO_CHAN_MAX ? realloc(c->in, cap) : NULL;
+            if (!bigger) {
+                log_warn("supervisor channel: line over %d bytes dropped", CTLPROTO_CHAN_MAX);
+                c->skipping = 1;
+                c->inlen = 0;
+                continue;
+            }
+            c->in = bigger;
+            c->incap = cap;
+        }
+        if (c->in)
+            c->in[c->inlen++] = buf[i];
     }
 }
 
 static void chan_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct chan *c = io->data;
-    char buf[512];
+    char buf[16384];
 
     (void)loop;
     (void)revents;
@@ -264,7 +326,9 @@ static void chan_read_cb(struct ev_loop *loop, ev_io *io, int revents)
         ssize_t n = read(c->fd, buf, sizeof(buf));
 
         if (n > 0) {
-            chan_take(c, buf, (size_t)n);
+            take_input(c, buf, (size_t)n);
+            if (c->closed)
+                return;
             continue;
         }
         if (n == 0) {
@@ -329,5 +393,6 @@ void chan_free(struct chan *c)
     ev_io_stop(c->loop, &c->wio);
     ev_timer_stop(c->loop, &c->hb);
     close(c->fd);
+    free(c->in);
     free(c);
 }

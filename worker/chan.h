@@ -46,6 +46,10 @@ struct chan_hooks {
     void (*on_eof)(void *arg);                       /* the supervisor is gone: stop */
     /* {"type":"save","id":N}: snapshot now, then call chan_saved(). */
     void (*on_save)(void *arg, uint64_t id);
+    /* {"type":"config"}: TEXT (LEN bytes, NUL-terminated) is the new
+     * generation. 0 applied, 1 ignored (this server must restart for it),
+     * -1 failed; ERR says why when not 0. */
+    int (*on_config)(void *arg, const char *text, size_t len, char *err, size_t errlen);
     void *arg;
 };
 
@@ -61,6 +65,9 @@ struct chan *chan_open(struct ev_loop *loop, int fd, double every, const struct 
 /* The worker NAME listens on PORT now: tells the supervisor, with a first
  * heartbeat. */
 void chan_ready(struct chan *c, const char *name, unsigned port);
+
+/* Heartbeats every EVERY seconds from now on (a live heartbeat_interval). */
+void chan_set_interval(struct chan *c, double every);
 
 /* Sends a heartbeat now (also sent every heartbeat_interval). NULL is fine. */
 void chan_heartbeat(struct chan *c);

@@ -151,7 +151,10 @@ static int check_proof(struct lconn *lc, const struct link_msg *m)
         refuse(lc, "no proof: the neighbour has no secret");
         return -1;
     }
-    if (!link_proof_ok(secret, lc->dialled ? 'A' : 'D', &t, m->proof.p, m->proof.len)) {
+    /* During a secret rotation the one being replaced is accepted too. */
+    const char *prev = lc->l->ls->cfg->secret_previous;
+    if (!link_proof_ok(secret, lc->dialled ? 'A' : 'D', &t, m->proof.p, m->proof.len) &&
+        !(prev && link_proof_ok(prev, lc->dialled ? 'A' : 'D', &t, m->proof.p, m->proof.len))) {
         refuse(lc, "wrong secret");
         return -1;
     }

@@ -14,9 +14,10 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: herd-worker -c FILE [--channel FD] [--log-stderr] NAME\n"
+    fprintf(f, "usage: herd-worker -c FILE [--config-fd FD] [--channel FD] [--log-stderr] NAME\n"
                "Runs the server NAME of the herd described in FILE.\n\n"
                "  -c, --config FILE   the herd's INI file\n"
+               "      --config-fd FD  read the file's text from FD instead (FILE names it)\n"
                "      --channel FD    report to herd-supervisor on this fd\n"
                "      --log-stderr    copy log lines to stderr\n"
                "  -h, --help          this text\n"
@@ -38,11 +39,15 @@ static int parse_fd(const char *s, int *fd)
 static int parse_opts(int argc, char **argv, struct worker_opts *o)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'}, {"channel", required_argument, NULL, 'C'},
-        {"log-stderr", no_argument, NULL, 'e'},   {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},
+        {"channel", required_argument, NULL, 'C'},
+        {"config-fd", required_argument, NULL, 'F'},
+        {"log-stderr", no_argument, NULL, 'e'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
     };
-    *o = (struct worker_opts){.channel_fd = -1};
+    *o = (struct worker_opts){.channel_fd = -1, .config_fd = -1};
     int ch;
     while ((ch = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
         switch (ch) {
@@ -50,6 +55,12 @@ static int parse_opts(int argc, char **argv, struct worker_opts *o)
         case 'C':
             if (parse_fd(optarg, &o->channel_fd) < 0) {
                 fprintf(stderr, "herd-worker: bad --channel: %s\n", optarg);
+                return -1;
+            }
+            break;
+        case 'F':
+            if (parse_fd(optarg, &o->config_fd) < 0) {
+                fprintf(stderr, "herd-worker: bad --config-fd: %s\n", optarg);
                 return -1;
             }
             break;

@@ -25,6 +25,7 @@
 #include "conn.h"
 #include "fsutil.h"
 #include "links.h"
+#include "live.h"
 #include "log.h"
 #include "mono.h"
 #include "places.h"
@@ -248,6 +249,23 @@ static int setup_snap(struct worker *w)
     return 0;
 }
 
+/* A new generation from the supervisor: its live values into our cfg, then
+ * every module that copied one is told. */
+static int on_chan_config(void *arg, const char *text, size_t len, char *err, size_t errlen)
+{
+    struct worker *w = arg;
+    enum live_result r = live_apply(w->cfg, w->self, text, len, err, errlen);
+    if (r != LIVE_APPLIED)
+        return r == LIVE_IGNORED ? 1 : -1;
+    log_set_level(w->cfg->log_level);
+    store_set_max(w->store, w->cfg->max_clients);
+    store_set_max_memory(w->store, w->cfg->max_store_memory);
+    store_set_ttl(w->store, w->cfg->client_ttl);
+    chan_set_interval(w->chan, w->cfg->heartbeat_interval);
+    log_info("live configuration applied (log_level %s)", cfg_level_name(w->cfg->log_level));
+    return 0;
+}
+
 static void on_chan_eof(void *arg)
 {
     worker_stop(arg, "supervisor channel closed");
@@ -315,8 +333,11 @@ static int setup_core(struct worker *w, const struct worker_opts *o)
         return 1;
     }
     if (o->channel_fd >= 0) {
-        const struct chan_hooks hooks = {
-            .stats = fill_stats, .on_eof = on_chan_eof, .on_save = on_chan_save, .arg = w};
+        const struct chan_hooks hooks = {.stats = fill_stats,
+                                         .on_eof = on_chan_eof,
+                                         .on_save = on_chan_save,
+                                         .on_config = on_chan_config,
+                                         .arg = w};
         w->chan =
             chan_open(w->loop, o->channel_fd, w->cfg->heartbeat_interval, &hooks, err, sizeof err);
         if (w->chan == NULL) {
@@ -378,10 +399,26 @@ static void worker_teardown(struct worker *w)
     cfg_free(w->cfg);
 }
 
+/* The supervisor's generation: the bytes it validated, named by FILE. */
+static int load_fd(const struct worker_opts *o, struct worker *w, char *err, size_t errlen)
+{
+    size_t len = 0;
+    char *text = fs_read_fd(o->config_fd, 16 << 20, &len);
+    if (text == NULL) {
+        snprintf(err, errlen, "herd-worker: --config-fd %d: %s", o->config_fd, strerror(errno));
+        return -1;
+    }
+    close(o->config_fd);
+    int rc = cfg_load_string(text, o->config, &w->cfg, err, errlen);
+    free(text);
+    return rc;
+}
+
 static int load(const struct worker_opts *o, struct worker *w)
 {
     char err[512];
-    if (cfg_load(o->config, &w->cfg, err, sizeof err) < 0) {
+    if ((o->config_fd >= 0 ? load_fd(o, w, err, sizeof err)
+                           : cfg_load(o->config, &w->cfg, err, sizeof err)) < 0) {
         fprintf(stderr, "%s\n", err);
         return -1;
     }

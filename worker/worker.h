@@ -9,7 +9,8 @@
 #define HERD_WORKER_H
 
 struct worker_opts {
-    const char *config; /* the herd's INI file */
+    const char *config; /* the herd's INI file (names it, with config_fd) */
+    int config_fd;      /* -1: read config; else the supervisor's generation's bytes */
     const char *name;   /* the server to run */
     int channel_fd;     /* the supervisor channel; -1: standalone */
     int log_stderr;     /* copy log lines to stderr */

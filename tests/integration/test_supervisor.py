@@ -309,26 +309,37 @@ class SupervisorTest(HerdTestCase):
         wait_for(lambda: self.running_with_new_pid("Alpha", new["pid"]), 3, 0.02,
                  "Alpha back after kill TERM")
 
-    def test_worker_config_error_is_retried_with_backoff(self):
+    def test_unknown_key_on_disk_does_not_stop_a_crashed_worker(self):
+        """Workers run the supervisor's generation: a file broken on disk
+        (not reloaded) changes nothing, not even at a crash restart."""
         self.herd(["Alpha", "Beta"])
         st = self.start()
-        good = read_text(self.cfg)
         with open(self.cfg, "a") as f:
-            f.write("bogus_key = 1\n")  # the next worker to start exits 2
+            f.write("bogus_key = 1\n")
         old = self.server("Alpha", st)["pid"]
-        self.assertEqual(self.ctl("kill", "Alpha").returncode, 0)
-        srv = wait_for(lambda: (lambda s: s["state"] == "backoff" and s)(self.server("Alpha")),
-                       3, 0.02, "Alpha in backoff")
-        self.assertTrue(srv["config_error"], srv)
-        self.assertEqual(srv["last_exit"], "exit 2")
-        self.assertGreater(srv["backoff"], 0, "exit 2 is never retried at once")
-        p = self.ctl("status")
-        self.assertEqual(p.returncode, 1)
-        self.assertIn("config error", p.stdout)
+        p = self.ctl("kill", "Alpha")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        srv = wait_for(lambda: self.running_with_new_pid("Alpha", old), 5 * SLOW, 0.02,
+                       "Alpha back on the running generation")
+        self.assertEqual(srv["last_exit"], "SIGKILL")
+        self.assertFalse(srv["config_error"])
+        self.assertTrue(answers_iamat(self.ports["Alpha"]))
         self.assertEqual(self.server("Beta")["pid"], self.server("Beta", st)["pid"])
-        with open(self.cfg, "w") as f:
-            f.write(good)
-        wait_for(lambda: self.running_with_new_pid("Alpha", old), 4, 0.05, "Alpha back")
+        self.assertEqual(self.status()["supervisor"]["config_on_disk"], "changed")
+        p = self.ctl("reload")
+        self.assertEqual(p.returncode, 2, "the broken file is refused")
+        self.assertIn("bogus_key", p.stderr)
+
+    def test_kill_returns_after_the_death_is_seen(self):
+        self.herd(["Alpha"])
+        st = self.start()
+        old = self.server("Alpha", st)["pid"]
+        p = self.ctl("kill", "Alpha")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        srv = self.server("Alpha")
+        self.assertNotEqual(srv["pid"], old, "status right after kill shows the new pid")
+        self.assertFalse(alive(old))
+        self.assertEqual(srv["restarts"], 1)
 
     def test_stop_escalates_to_sigkill(self):
         self.herd(["Alpha"], extra={"stop_timeout": "0.5", "heartbeat_timeout": "30"})
