@@ -491,6 +491,18 @@ void conn_pool_free(struct conn_pool *pool)
     free(pool);
 }
 
+void conn_pool_reconfigure(struct conn_pool *pool)
+{
+    for (struct conn *c = pool->conns; c; c = c->next) {
+        if (c->is_link || c->state != CONN_OPEN)
+            continue;
+        c->max_line = pool->cfg->max_line;
+        c->out_max = pool->cfg->client_output_max;
+        if (c->idle_timeout != pool->cfg->idle_timeout)
+            conn_set_idle(c, pool->cfg->idle_timeout);
+    }
+}
+
 size_t conn_pool_clients(const struct conn_pool *pool)
 {
     return pool->nclients;

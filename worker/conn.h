@@ -99,6 +99,10 @@ void conn_pool_reap(struct conn_pool *pool);
 /* Stops reading on every conn (graceful stop); lines read are still answered. */
 void conn_pool_stop_reading(struct conn_pool *pool);
 
+/* A live reload changed the cfg: open client conns take max_line_length,
+ * client_output_max and idle_timeout from it now (links are the links'). */
+void conn_pool_reconfigure(struct conn_pool *pool);
+
 /* Live (not closed) conns: clients, links. Bytes queued for output. */
 size_t conn_pool_clients(const struct conn_pool *pool);
 size_t conn_pool_links(const struct conn_pool *pool);

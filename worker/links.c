@@ -535,6 +535,18 @@ void links_free(struct links *ls)
     free(ls);
 }
 
+void links_reconfigure(struct links *ls)
+{
+    for (size_t i = 0; i < ls->n; i++) {
+        struct link *l = &ls->v[i];
+        if (l->up == NULL)
+            continue;
+        setup_conn(ls, l->up->c);
+        l->ping.repeat = ls->cfg->link_ping_interval;
+        ev_timer_again(ls->loop, &l->ping);
+    }
+}
+
 void links_get_stats(const struct links *ls, struct links_stats *st)
 {
     *st = ls->stats;

@@ -48,6 +48,10 @@ void links_drain(struct links *ls);
 
 void links_get_stats(const struct links *ls, struct links_stats *st);
 
+/* A live reload changed the cfg: live links take link_queue_max,
+ * link_timeout and link_ping_interval from it now. */
+void links_reconfigure(struct links *ls);
+
 /* Starts dialling the neighbours this worker dials (after it listens). */
 void links_start(struct links *ls);
 

@@ -340,6 +340,17 @@ void snap_start(struct snap *s)
     ev_timer_start(s->loop, &s->tick);
 }
 
+void snap_reconfigure(struct snap *s, const struct cfg_herd *cfg)
+{
+    if (s == NULL)
+        return;
+    s->ttl = cfg->client_ttl;
+    s->interval = cfg->snapshot_interval > 0 ? cfg->snapshot_interval : 10.0;
+    s->tick.repeat = s->interval;
+    if (ev_is_active(&s->tick))
+        ev_timer_again(s->loop, &s->tick);
+}
+
 void snap_force(struct snap *s, uint64_t id)
 {
     if (id > s->want_id)

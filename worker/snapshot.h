@@ -61,6 +61,9 @@ struct snap *snap_new(struct ev_loop *loop, const struct cfg_herd *cfg, const ch
  */
 uint64_t snap_load(struct snap *s, struct store **stp);
 
+/* A live reload changed CFG: client_ttl and snapshot_interval from now on. */
+void snap_reconfigure(struct snap *s, const struct cfg_herd *cfg);
+
 /* Starts the snapshot_interval timer. */
 void snap_start(struct snap *s);
 

@@ -262,6 +262,9 @@ static int on_chan_config(void *arg, const char *text, size_t len, char *err, si
     store_set_max_memory(w->store, w->cfg->max_store_memory);
     store_set_ttl(w->store, w->cfg->client_ttl);
     chan_set_interval(w->chan, w->cfg->heartbeat_interval);
+    snap_reconfigure(w->snap, w->cfg);
+    conn_pool_reconfigure(w->pool);
+    links_reconfigure(w->links);
     log_info("live configuration applied (log_level %s)", cfg_level_name(w->cfg->log_level));
     return 0;
 }

@@ -159,6 +159,26 @@ class ReloadTest(HerdTestCase):
         wait_for(lambda: "DEBUG" in self.log_text("Riley"), 5 * SLOW, 0.05, "a DEBUG line")
         self.assert_all_known()
 
+    def test_live_limits_reach_connections_already_open(self):
+        """max_line_length applies live, to a client that connected before
+        the reload too; client_ttl applies to the stores at once."""
+        self.herd()
+        self.seed()
+        before = self.pids()
+        c = Client(self.ports["Riley"], timeout=5)
+        self.clients.append(c)
+        self.assertTrue(c.ask("IAMAT early %s %.9f" % (LOC, time.time())).startswith("AT "))
+        self.write({"max_line_length": "300", "client_ttl": "1s"})
+        p = self.ctl("reload")
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertEqual(self.pids(), before)
+        c.send(("IAMAT " + "x" * 400 + " %s %.9f\n" % (LOC, time.time())).encode())
+        self.assertEqual(c.recv_line(), "? IAMAT " + "x" * 294)
+        self.assertTrue(c.closed(5 * SLOW), "an over-long line closes the connection")
+        # Every record is older than the new client_ttl within a second or so.
+        wait_for(lambda: not self.known(self.ports["Bernard"], self.ids[0]), 5 * SLOW, 0.1,
+                 "the records to expire under the new client_ttl")
+
     def test_reload_port_of_one_server_rolls_and_keeps_records(self):
         self.herd()
         self.seed()
