@@ -103,7 +103,7 @@ static void format_bytes(double b, char *buf, size_t len)
 static void snap_cell(char *buf, json_object *srv)
 {
     json_object *sn;
-    char age[32], size[32], took[32] = "";
+    char age[16], size[16], took[24] = ""; /* with "/failing": fits a CELL */
     double secs, ms;
 
     if (!json_object_object_get_ex(srv, "snapshot", &sn) || sn == NULL ||
