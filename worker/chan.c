@@ -111,6 +111,7 @@ static json_object *places_json(const struct places *pl)
     add_u64(o, "hits", ps.hits);
     add_u64(o, "coalesced", ps.coalesced);
     add_u64(o, "errors", ps.errors);
+    add_u64(o, "capped", ps.capped);
     add_u64(o, "in_flight", ps.in_flight);
     add_u64(o, "cached", ps.cached);
     return o;

@@ -1,7 +1,8 @@
 /*
  * places: answers WHATSAT's question "what is near LAT,LNG within R metres"
- * by asking the Places Nearby Search API through libcurl's multi interface on
- * the worker's libev loop. A caching proxy: responses are cached by location
+ * by asking Google's Nearby Search (Places API (New) by default, or the
+ * legacy API: places_api) through libcurl's multi interface on the worker's
+ * libev loop, every answer in the legacy shape. A caching proxy: responses are cached by location
  * and radius (TTL, bounded entries) and concurrent identical questions share
  * one upstream request. Never blocks; every query gets exactly one answer.
  */
@@ -31,6 +32,7 @@ struct places_stats {
     uint64_t hits;      /* answered from the cache */
     uint64_t coalesced; /* joined a request already in flight */
     uint64_t errors;    /* upstream failures (timeouts, HTTP errors, bad JSON) */
+    uint64_t capped;    /* answered OVER_QUERY_LIMIT locally: places_max_rate/_per_day */
     uint64_t in_flight; /* upstream requests in flight now */
     uint64_t cached;    /* entries in the cache now */
 };
