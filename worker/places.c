@@ -364,6 +364,39 @@ static int places_texts_init(struct places *pl)
     return 0;
 }
 
+/*
+ * The X-Goog-FieldMask from places_fields: comma-separated Place fields,
+ * each with or without its "places." (an INI line is short, and the prefix
+ * is the same on all), white space dropped. NULL when out of memory.
+ */
+static char *places_field_mask(const char *fields)
+{
+    /* A name of one byte gains 7 ("places."): no byte grows more than 8-fold. */
+    size_t cap = 8 * strlen(fields) + 1, len = 0;
+    char *mask = malloc(cap);
+    const char *p = fields;
+
+    if (!mask)
+        return NULL;
+    mask[0] = '\0';
+    while (*p) {
+        const char *end = strchr(p, ',');
+        size_t a = 0, b = end ? (size_t)(end - p) : strlen(p);
+        while (a < b && (p[a] == ' ' || p[a] == '\t'))
+            a++;
+        while (b > a && (p[b - 1] == ' ' || p[b - 1] == '\t'))
+            b--;
+        if (b > a) {
+            int bare = strncmp(p + a, "places.", 7) != 0 && !(b - a == 1 && p[a] == '*');
+            int w = snprintf(mask + len, cap - len, "%s%s%.*s", len ? "," : "",
+                             bare ? "places." : "", (int)(b - a), p + a);
+            len += w > 0 ? (size_t)w : 0;
+        }
+        p = end ? end + 1 : p + strlen(p);
+    }
+    return mask;
+}
+
 /* Copies places_url and proves that a request URL can be made from it now,
  * so a bad one stops the worker at start-up instead of failing each WHATSAT. */
 static int places_url_init(struct places *pl, const struct cfg_herd *cfg, char *err, size_t errlen)
@@ -371,7 +404,7 @@ static int places_url_init(struct places *pl, const struct cfg_herd *cfg, char *
     char *probe;
 
     pl->url = strdup(cfg->places_url ? cfg->places_url : "");
-    pl->fields = strdup(cfg->places_fields ? cfg->places_fields : "");
+    pl->fields = places_field_mask(cfg->places_fields ? cfg->places_fields : "");
     if (!pl->url || !pl->fields) {
         snprintf(err, errlen, "out of memory");
         return -1;
