@@ -70,8 +70,8 @@ struct cfg_herd {
     enum cfg_places_api places_api; /* places_api = new | legacy (new) */
     char *places_url;               /* owned; default: the chosen API's endpoint */
     char *places_fields;            /* owned; X-Goog-FieldMask of the New API */
-    size_t places_max_rate;         /* upstream requests per second per worker, 0: no cap (5) */
-    size_t places_max_per_day;      /* upstream requests per UTC day per worker, 0: no cap */
+    size_t places_max_rate;         /* upstream requests per second per worker, 0: no cap (2) */
+    size_t places_max_per_day;      /* upstream requests per UTC day per worker, 0: no cap (1000) */
     char *places_key_file;          /* owned; absolute; NULL when not set */
     double places_timeout;          /* seconds (5) */
     double places_cache_ttl;        /* seconds, 0 disables the cache (60) */

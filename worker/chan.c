@@ -116,6 +116,7 @@ static json_object *places_json(const struct chan_stats *st)
     add_u64(o, "hits", st->places.hits);
     add_u64(o, "coalesced", st->places.coalesced);
     add_u64(o, "errors", st->places.errors);
+    add_u64(o, "capped", st->places.capped);
     add_u64(o, "in_flight", st->places.in_flight);
     add_u64(o, "cached", st->places.cached);
     return o;

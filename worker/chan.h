@@ -31,7 +31,7 @@ struct chan_stats {
     uint64_t evicted;         /* client records dropped to make room for new IDs */
     uint64_t expired_arrival; /* AT lines dropped: expired when they arrived */
     struct {
-        uint64_t upstream, hits, coalesced, errors, in_flight, cached;
+        uint64_t upstream, hits, coalesced, errors, capped, in_flight, cached;
     } places;
     struct { /* the last snapshot; on: 0 without state_dir */
         int on, running;

@@ -1,7 +1,8 @@
 /*
  * places: answers WHATSAT's question "what is near LAT,LNG within R metres"
- * by asking the Places Nearby Search API through libcurl's multi interface on
- * the worker's libev loop. A caching proxy: responses are cached by location
+ * by asking Google's Nearby Search (Places API (New) by default, or the
+ * legacy API: places_api) through libcurl's multi interface on the worker's
+ * libev loop, every answer in the legacy shape. A caching proxy: responses are cached by location
  * and radius (TTL, bounded entries) and concurrent identical questions share
  * one upstream request. Never blocks; every query gets exactly one answer.
  */
@@ -31,6 +32,7 @@ struct places_stats {
     uint64_t hits;      /* answered from the cache */
     uint64_t coalesced; /* joined a request already in flight */
     uint64_t errors;    /* upstream failures (timeouts, HTTP errors, bad JSON) */
+    uint64_t capped;    /* answered OVER_QUERY_LIMIT locally: places_max_rate/_per_day */
     uint64_t in_flight; /* upstream requests in flight now */
     uint64_t cached;    /* entries in the cache now */
 };
@@ -57,5 +59,14 @@ struct places_req *places_query(struct places *pl, struct proto_str lat, struct 
 void places_cancel(struct places_req *req);
 
 void places_get_stats(const struct places *pl, struct places_stats *st);
+
+/*
+ * A live reload changed CFG: the API, URL, field mask, timeouts, limits and
+ * caps apply to requests from now on (those in flight finish as they
+ * began); the cache is kept unless its size, TTL or the API changed. The key
+ * and the number of upstream connections are read at start only. -1 with
+ * the reason in ERR (nothing changed) when the new settings do not work.
+ */
+int places_reconfigure(struct places *pl, const struct cfg_herd *cfg, char *err, size_t errlen);
 
 #endif

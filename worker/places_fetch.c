@@ -1,10 +1,11 @@
 /*
- * places_fetch: one upstream Places request. Builds its URL (libcurl's URL
- * API, key percent-encoded), sets up its easy handle (timeouts, a bounded
- * body, no signals), keeps its waiters, and turns how it ended into the
- * answer and the log line: HTTP status, JSON object or not, Google's
- * status, duration. The key is scrubbed from everything that is logged or
- * sent.
+ * places_fetch: one upstream Places request. Builds it (legacy: a GET URL
+ * through libcurl's URL API, key percent-encoded; New: a POST with the key
+ * and field mask in headers and a json-c body), sets up its easy handle
+ * (timeouts, a bounded body, no signals), keeps its waiters, and turns how
+ * it ended into the answer and the log line: HTTP status, JSON object or
+ * not, Google's status, duration. A New answer is translated here, once per
+ * upstream answer. The key is scrubbed from everything logged or sent.
  */
 #include <curl/curl.h>
 #include <json-c/json.h>
@@ -17,8 +18,10 @@
 #include "places_int.h"
 #include "places_key.h"
 #include "places_multi.h"
+#include "places_new.h"
 
 #define PLACES_BODY_INITIAL 16384
+#define PLACES_MESSAGE_MAX  1024 /* bytes of Google's error message passed on */
 
 /* libcurl's messages may quote the URL, Google's may quote the request:
  * scrub the key, raw and URL-encoded, before logging or sending one. */
@@ -110,8 +113,11 @@ void places_fetch_free(struct places_fetch *f)
 
     while ((r = places_req_pop(f)) != NULL)
         free(r);
+    for (struct curl_slist *h = f->headers; h; h = h->next)
+        explicit_bzero(h->data, strlen(h->data)); /* the key */
+    curl_slist_free_all(f->headers);
     free(f->body);
-    curl_free(f->log_url);
+    free(f->log_url);
     free(f);
 }
 
@@ -174,16 +180,84 @@ static int places_easy_setup(struct places *pl, struct places_fetch *f, const ch
     return 0;
 }
 
+/* Appends "NAME: VALUE" to F's headers. */
+static int places_header(struct places_fetch *f, const char *name, const char *value)
+{
+    char *line;
+    struct curl_slist *l;
+
+    if (asprintf(&line, "%s: %s", name, value) < 0)
+        return -1;
+    l = curl_slist_append(f->headers, line); /* copies */
+    explicit_bzero(line, strlen(line));
+    free(line);
+    if (!l)
+        return -1;
+    f->headers = l;
+    return 0;
+}
+
+/* The New API's request: POST, its headers, and the json-c body for
+ * LAT, LNG, RADIUS and F's bound (curl copies the body). */
+static int places_new_setup(struct places *pl, struct places_fetch *f, const char *lat,
+                            const char *lng, const char *radius)
+{
+    char *body = places_new_body(lat, lng, radius, f->bound);
+    CURL *e = f->easy;
+    int rc = -1;
+
+    if (body && places_header(f, "Content-Type", "application/json") == 0 &&
+        places_header(f, "X-Goog-Api-Key", pl->key) == 0 &&
+        places_header(f, "X-Goog-FieldMask", pl->fields) == 0 &&
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, f->headers) == CURLE_OK &&
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(body)) == CURLE_OK &&
+        curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, body) == CURLE_OK) {
+        log_debug("places: %s body %s", f->log_url, body);
+        rc = 0;
+    }
+    free(body);
+    return rc;
+}
+
+/* The request, by API: its easy handle's URL and, for New, its POST. */
+static int places_request_setup(struct places *pl, struct places_fetch *f, const char *lat,
+                                const char *lng, const char *radius)
+{
+    char *url;
+    int rc;
+
+    if (pl->api == CFG_PLACES_NEW) {
+        if (asprintf(&f->log_url, "POST %s", pl->url) < 0)
+            f->log_url = NULL;
+        return !f->log_url || places_easy_setup(pl, f, pl->url) < 0 ||
+                       places_new_setup(pl, f, lat, lng, radius) < 0
+                   ? -1
+                   : 0;
+    }
+    url = places_build_url(pl->url, lat, lng, radius, pl->key);
+    {
+        char *shown = places_build_url(pl->url, lat, lng, radius, "REDACTED");
+        if (!shown || asprintf(&f->log_url, "GET %s", shown) < 0)
+            f->log_url = NULL;
+        curl_free(shown);
+    }
+    rc = url && f->log_url ? places_easy_setup(pl, f, url) : -1;
+    if (url) {
+        explicit_bzero(url, strlen(url));
+        curl_free(url);
+    }
+    return rc;
+}
+
 /*
  * Starts the one upstream request for question KEY and enters it in
  * pl->fetches. Returns it, or NULL with the reason in WHY.
  */
 struct places_fetch *places_fetch_new(struct places *pl, const char *key, size_t keylen,
                                       const char *lat, const char *lng, const char *radius,
-                                      char *why, size_t whylen)
+                                      unsigned bound, char *why, size_t whylen)
 {
     struct places_fetch *f = calloc(1, sizeof *f + keylen + 1);
-    char *url = NULL;
     CURLMcode mrc;
 
     snprintf(why, whylen, "out of memory");
@@ -192,10 +266,9 @@ struct places_fetch *places_fetch_new(struct places *pl, const char *key, size_t
     f->pl = pl;
     memcpy(f->key, key, keylen);
     f->keylen = keylen;
-    url = places_build_url(pl->url, lat, lng, radius, pl->key);
-    f->log_url = places_build_url(pl->url, lat, lng, radius, "REDACTED");
+    f->bound = bound;
     f->easy = curl_easy_init();
-    if (!url || !f->log_url || !f->easy || places_easy_setup(pl, f, url) < 0)
+    if (!f->easy || places_request_setup(pl, f, lat, lng, radius) < 0)
         goto fail;
     HASH_ADD_KEYPTR(hh, pl->fetches, f->key, f->keylen, f);
     if (f->hh.tbl == NULL)
@@ -206,18 +279,12 @@ struct places_fetch *places_fetch_new(struct places *pl, const char *key, size_t
         snprintf(why, whylen, "cannot start the request: %s", curl_multi_strerror(mrc));
         goto fail;
     }
-    f->started = ev_time();
-    explicit_bzero(url, strlen(url));
-    curl_free(url);
+    f->started = places_clock();
     pl->stats.upstream++;
     pl->stats.in_flight++;
-    log_debug("places: GET %s", f->log_url);
+    log_debug("places: %s", f->log_url);
     return f;
 fail:
-    if (url) {
-        explicit_bzero(url, strlen(url));
-        curl_free(url);
-    }
     if (f->easy)
         curl_easy_cleanup(f->easy);
     places_fetch_free(f);
@@ -244,27 +311,128 @@ int places_cacheable(const char *status)
     return status && (strcmp(status, "OK") == 0 || strcmp(status, "ZERO_RESULTS") == 0);
 }
 
-/* Logs an answer Places gave (HTTP 200, a JSON object). */
-static void places_log_answer(const struct places_fetch *f, struct json_object *obj, double secs)
+/* The hint an operator needs when Google refuses the key: once per worker. */
+static void places_hint(struct places *pl, const char *status)
+{
+    if (pl->hinted || !status || strcmp(status, "REQUEST_DENIED") != 0)
+        return;
+    pl->hinted = 1;
+    if (pl->api == CFG_PLACES_NEW)
+        log_warn("places: hint: Google refused the key: enable \"Places API (New)\" for this "
+                 "key's Google Cloud project (billing on), and let the key's API restrictions "
+                 "allow it (README, Places)");
+    else
+        log_warn("places: hint: Google refused the key: Cloud projects created since October "
+                 "2026 cannot enable Places API (Legacy); enable \"Places API (New)\" and set "
+                 "places_api = new (README, Places)");
+}
+
+/* Logs an answer Places gave (a JSON object, legacy or translated). */
+static void places_log_answer(struct places_fetch *f, struct json_object *obj, double secs)
 {
     const char *status = places_status(obj);
     struct json_object *res, *msg;
     size_t n = 0;
-    char detail[512] = "";
+    char prefix[512], detail[512] = "";
 
     if (json_object_object_get_ex(obj, "results", &res) &&
         json_object_is_type(res, json_type_array))
         n = json_object_array_length(res);
     if (places_cacheable(status)) {
-        log_info("places: GET %s -> HTTP 200 %s, %zu results, %zu bytes, %.3f s, %zu waiting",
+        log_info("places: %s -> HTTP 200 %s, %zu results, %zu bytes, %.3f s, %zu waiting",
                  f->log_url, status, n, f->len, secs, f->waiters);
         return;
     }
     if (json_object_object_get_ex(obj, "error_message", &msg))
-        snprintf(detail, sizeof detail, ": %s", json_object_get_string(msg));
+        snprintf(detail, sizeof detail, "%s", json_object_get_string(msg));
     places_redact(f->pl, detail, sizeof detail);
-    log_warn("places: GET %s -> HTTP 200 %s%s, %.3f s, %zu waiting", f->log_url,
-             status ? status : "without a status", detail, secs, f->waiters);
+    snprintf(prefix, sizeof prefix, "places: %s -> HTTP 200 %s, %.3f s, %zu waiting:", f->log_url,
+             status ? status : "without a status", secs, f->waiters);
+    log_line(LOG_WARN, prefix, detail, strlen(detail)); /* Google's bytes, escaped */
+    places_hint(f->pl, status);
+}
+
+/*
+ * Google's error MESSAGE for a client: the key redacted first, then cut to
+ * PLACES_MESSAGE_MAX bytes on a character boundary. The text is first cut
+ * to that plus a key's length, so no key straddling the cut escapes the
+ * redaction. A new string, or NULL when out of memory.
+ */
+static char *places_message(const struct places *pl, const char *message)
+{
+    size_t klen = pl->key ? strlen(pl->key) : 0, n;
+    size_t elen = pl->key_escaped ? strlen(pl->key_escaped) : 0;
+    size_t keep = PLACES_MESSAGE_MAX + (klen > elen ? klen : elen), size;
+    char *text;
+
+    n = strlen(message);
+    if (n > keep)
+        n = keep;
+    size = n * 9 + 1; /* room for a REDACTED for each byte */
+    text = malloc(size);
+    if (!text)
+        return NULL;
+    memcpy(text, message, n);
+    text[n] = '\0';
+    places_redact(pl, text, size);
+    n = strlen(text);
+    if (n > PLACES_MESSAGE_MAX) {
+        n = PLACES_MESSAGE_MAX;
+        while (n > 0 && ((unsigned char)text[n] & 0xC0) == 0x80)
+            n--;
+        text[n] = '\0';
+    }
+    return text;
+}
+
+/* A New API error answer (HTTP CODE, OBJ Google's JSON or NULL): the legacy
+ * status it means, with Google's message redacted; logged, with the hint. */
+static struct json_object *places_new_error(struct places_fetch *f, long code,
+                                            struct json_object *obj, double secs)
+{
+    struct places *pl = f->pl;
+    const char *gmsg, *status = places_new_error_status(code, obj, &gmsg);
+    char fallback[64], prefix[512], *msg;
+    struct json_object *ans;
+
+    if (!gmsg) {
+        snprintf(fallback, sizeof fallback, "Places answered HTTP %ld", code);
+        gmsg = fallback;
+    }
+    msg = places_message(pl, gmsg);
+    pl->stats.errors++;
+    snprintf(prefix, sizeof prefix, "places: %s -> HTTP %ld %s, %.3f s, %zu waiting:", f->log_url,
+             code, status, secs, f->waiters);
+    log_line(LOG_WARN, prefix, msg ? msg : "", msg ? strlen(msg) : 0);
+    places_hint(pl, status);
+    ans = places_error_json(status, msg ? msg : "out of memory");
+    free(msg);
+    return ans;
+}
+
+/* A finished New transfer (HTTP CODE): translated, or the error it means.
+ * Sets WHY and returns NULL when the answer is no Nearby Search answer. */
+static struct json_object *places_new_outcome(struct places_fetch *f, long code, double secs,
+                                              char *why, size_t whylen)
+{
+    struct json_object *obj = NULL, *ans;
+    char detail[128];
+    int parsed = places_parse(f->body ? f->body : "", f->len, &obj, detail, sizeof detail) == 0;
+
+    snprintf(why, whylen, "out of memory");
+    if (code != 200) {
+        ans = places_new_error(f, code, parsed ? obj : NULL, secs);
+    } else if (!parsed) {
+        snprintf(why, whylen, "Places answer is %s", detail);
+        ans = NULL;
+    } else {
+        /* Once per upstream answer: the cache and every waiter get this. */
+        ans = places_new_translate(obj, why, whylen);
+        if (ans)
+            places_log_answer(f, ans, secs);
+    }
+    json_object_put(obj);
+    return ans;
 }
 
 /* Google's error_message goes to the client as sent, unless it quotes the
@@ -305,6 +473,12 @@ struct json_object *places_fetch_outcome(struct places_fetch *f, CURLcode rc, do
 
     if (rc != CURLE_OK) {
         places_curl_why(f, rc, secs, why, sizeof why);
+    } else if (pl->api == CFG_PLACES_NEW) {
+        if (curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &code) != CURLE_OK)
+            code = 0;
+        obj = places_new_outcome(f, code, secs, why, sizeof why);
+        if (obj)
+            return obj;
     } else if (curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &code) != CURLE_OK ||
                code != 200) {
         snprintf(why, sizeof why, "Places answered HTTP %ld", code);
@@ -317,7 +491,6 @@ struct json_object *places_fetch_outcome(struct places_fetch *f, CURLcode rc, do
     }
     places_redact(pl, why, sizeof why);
     pl->stats.errors++;
-    log_warn("places: GET %s failed after %.3f s: %s (%zu waiting)", f->log_url, secs, why,
-             f->waiters);
+    log_warn("places: %s failed after %.3f s: %s (%zu waiting)", f->log_url, secs, why, f->waiters);
     return places_error_json("UNKNOWN_ERROR", why);
 }

@@ -16,11 +16,25 @@
 #include "places.h"
 
 #define PLACES_BUSY_MESSAGE "too many Places requests in flight (places_max_pending); try again"
-#define PLACES_COORD_MAX    32 /* "-118.445127" and friends, with room */
+#define PLACES_COORD_MAX    32                         /* "-118.445127" and friends, with room */
+#define PLACES_KEY_MAX      (3 * PLACES_COORD_MAX + 8) /* "LAT,LNG,RADIUS[,BOUND]" */
 
+struct curl_slist;
 struct json_object;
 struct places_cache;
 struct places_multi;
+
+#define PLACES_WARN_INTERVAL 10.0 /* s */
+
+/* A warning a client can trigger on every request, kept to one per interval. */
+struct places_quiet {
+    double last;    /* places_clock() of the last one logged */
+    uint64_t quiet; /* not logged since */
+    int seen;
+};
+
+/* CLOCK_MONOTONIC in seconds: durations and the cache's TTL, never ev_now(). */
+double places_clock(void);
 
 /* One upstream request, shared by every query for the same question. */
 struct places_fetch {
@@ -32,8 +46,10 @@ struct places_fetch {
     char *body; /* bounded by pl->max_body */
     size_t len, cap;
     int too_large;
-    ev_tstamp started;
-    char *log_url; /* the URL with key=REDACTED */
+    double started;             /* places_clock() */
+    unsigned bound;             /* New: maxResultCount; legacy: unused */
+    struct curl_slist *headers; /* New: the key and field mask; wiped when freed */
+    char *log_url;              /* "GET URL" with key=REDACTED, or "POST URL" */
     char errbuf[CURL_ERROR_SIZE];
     size_t keylen;
     char key[]; /* "LAT,LNG,RADIUS" */
@@ -67,8 +83,25 @@ struct places {
     size_t oom_len;
     char *busy_text; /* the answer past places_max_pending */
     size_t busy_len;
-    ev_tstamp busy_logged; /* refusals are logged once a second, with a count */
-    uint64_t busy_quiet;
+    char *rate_text; /* the OVER_QUERY_LIMIT answers past places_max_rate */
+    size_t rate_len;
+    char *day_text; /* ... and past places_max_per_day */
+    size_t day_len;
+    char *empty_text; /* New, bound 0: no request needed */
+    size_t empty_len;
+    enum cfg_places_api api;
+    char *fields;         /* X-Goog-FieldMask */
+    size_t cache_entries; /* what the cache was made with */
+    double cache_ttl;
+    /* places_max_rate: a token bucket of one second's worth; max_per_day:
+     * requests sent in UTC day DAY. */
+    double max_rate, tokens, tokens_at;
+    size_t max_per_day, today;
+    long long day;
+    int hinted; /* the "enable the API" hint is logged once */
+    /* What a client can trigger per request is warned of once, then as a
+     * count once per PLACES_WARN_INTERVAL. */
+    struct places_quiet nokey_q, busy_q, rate_q, day_q;
     struct places_stats stats;
 };
 
@@ -82,12 +115,12 @@ char *places_build_url(const char *base, const char *lat, const char *lng, const
 
 /*
  * Starts the one upstream request for question KEY (LAT, LNG and RADIUS as
- * they go in the URL) and enters it in pl->fetches. Returns it, or NULL
- * with the reason in WHY.
+ * they go in the URL or the body; BOUND the New API's maxResultCount) and enters it in pl->fetches.
+ * Returns it, or NULL with the reason in WHY.
  */
 struct places_fetch *places_fetch_new(struct places *pl, const char *key, size_t keylen,
                                       const char *lat, const char *lng, const char *radius,
-                                      char *why, size_t whylen);
+                                      unsigned bound, char *why, size_t whylen);
 
 /* Frees F and its waiters without answering them; F's easy handle must
  * already be gone (removed from the multi handle and cleaned up). */

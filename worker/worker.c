@@ -98,6 +98,7 @@ static void fill_stats(void *arg, struct chan_stats *st)
     st->places.hits = ps.hits;
     st->places.coalesced = ps.coalesced;
     st->places.errors = ps.errors;
+    st->places.capped = ps.capped;
     st->places.in_flight = ps.in_flight;
     st->places.cached = ps.cached;
 }
@@ -265,6 +266,9 @@ static int on_chan_config(void *arg, const char *text, size_t len, char *err, si
     snap_reconfigure(w->snap, w->cfg);
     conn_pool_reconfigure(w->pool);
     links_reconfigure(w->links);
+    char why[256];
+    if (places_reconfigure(w->places, w->cfg, why, sizeof why) < 0)
+        log_error("live configuration: places settings not applied: %s", why);
     log_info("live configuration applied (log_level %s)", cfg_level_name(w->cfg->log_level));
     return 0;
 }

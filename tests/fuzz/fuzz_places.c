@@ -6,7 +6,11 @@
  * JSON, "results" cut to the bound, every other member kept, no blank line,
  * no trailing newline, and printing is stable (print, parse, print again
  * gives the same text). The error answer is checked with the body as its
- * message, and the newline squeezer on the raw bytes.
+ * message, and the newline squeezer on the raw bytes. The same body is also
+ * taken as a Places API (New) answer (worker/places_new.c): its translation
+ * must be a legacy-shaped object with only legacy members, status OK exactly
+ * when it has results, and print like any answer; its error mapping must
+ * give one of the four legacy statuses.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -15,6 +19,7 @@
 #include <json-c/json.h>
 
 #include "places_format.h"
+#include "places_new.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -76,6 +81,84 @@ static void check_format(struct json_object *obj, unsigned bound)
     json_object_put(back);
     free(again);
     free(out);
+}
+
+static int is_member(const char *key, const char *const *set)
+{
+    for (; *set; set++)
+        if (strcmp(key, *set) == 0)
+            return 1;
+    return 0;
+}
+
+static void check_result(struct json_object *r)
+{
+    static const char *const legacy[] = {
+        "business_status", "geometry", "icon_background_color", "icon_mask_base_uri", "name",
+        "opening_hours", "place_id", "plus_code", "price_level", "rating", "types",
+        "user_ratings_total", "vicinity", NULL};
+    struct json_object *pl;
+
+    if (!json_object_is_type(r, json_type_object))
+        abort();
+    json_object_object_foreach(r, key, val)
+    {
+        (void)val;
+        if (!is_member(key, legacy))
+            abort();
+    }
+    if (json_object_object_get_ex(r, "price_level", &pl) &&
+        (json_object_get_int(pl) < 0 || json_object_get_int(pl) > 4))
+        abort();
+}
+
+static void check_new(struct json_object *obj, unsigned bound)
+{
+    static const char *const statuses[] = {"REQUEST_DENIED", "OVER_QUERY_LIMIT",
+                                           "INVALID_REQUEST", "UNKNOWN_ERROR", NULL};
+    static const long codes[] = {200, 400, 403, 429, 500};
+    char why[160] = "";
+    struct json_object *out = places_new_translate(obj, why, sizeof why), *res, *ha;
+    const char *msg;
+    size_t n;
+
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
+        if (!is_member(places_new_error_status(codes[i], obj, &msg), statuses))
+            abort();
+    if (!out) {
+        if (why[0] == '\0')
+            abort();
+        return;
+    }
+    if (json_object_object_length(out) != 3 ||
+        !json_object_object_get_ex(out, "html_attributions", &ha) ||
+        json_object_array_length(ha) != 0 || !json_object_object_get_ex(out, "results", &res) ||
+        !json_object_is_type(res, json_type_array))
+        abort();
+    n = json_object_array_length(res);
+    if (strcmp(places_status(out), n > 0 ? "OK" : "ZERO_RESULTS") != 0)
+        abort();
+    for (size_t i = 0; i < n; i++)
+        check_result(json_object_array_get_idx(res, i));
+    check_format(out, bound);
+    json_object_put(out);
+}
+
+static void check_body(const uint8_t *data, size_t size)
+{
+    char num[32], *body;
+    struct json_object *back = NULL;
+    char why[160];
+    size_t n = size < sizeof num - 1 ? size : sizeof num - 1;
+
+    memcpy(num, data, n);
+    num[n] = '\0';
+    body = places_new_body(num, "0", num, 20);
+    /* A number it takes must make a body that is JSON. */
+    if (body && places_parse(body, strlen(body), &back, why, sizeof why) < 0)
+        abort();
+    json_object_put(back);
+    free(body);
 }
 
 static void check_error(const uint8_t *data, size_t size)
@@ -142,6 +225,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         (void)places_status(obj);
         check_format(obj, bound);
+        check_new(obj, bound);
         json_object_put(obj);
     } else if (why[0] == '\0') {
         abort(); /* a refusal always says why */
@@ -149,6 +233,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 4096) {
         check_error(data, size);
         check_squeeze(data, size);
+        check_body(data, size);
     }
     return 0;
 }

@@ -337,6 +337,7 @@ class Hostile(HerdTestCase):
             {"mode": "delay", "seconds": 3}).encode()), timeout=5).read()
         self.start(env={"HERD_PLACES_KEY": key, "no_proxy": "*", "NO_PROXY": "*"},
                    places_url=base + "/maps/api/place/nearbysearch/json",
+                   places_api="legacy", places_max_rate=0, places_max_per_day=0,  # not the caps
                    places_timeout="1s", log_level="warn")
         socks = []
         for i in range(200):

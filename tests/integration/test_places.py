@@ -1,5 +1,6 @@
 """WHATSAT's Places proxy against a real herd-worker and the Places mock
-(tests/places-mock/places_mock.py): what is sent upstream, the key kept out of
+(tests/places-mock/places_mock.py), with places_api = legacy (the New API's
+own tests are test_places_new.py): what is sent upstream, the key kept out of
 logs, the answer's cut and layout, every fault answered in time without
 stopping the worker, no key, a slow Places not blocking anyone, coalescing,
 keep-alive and bounded connections, and the cache's TTL."""
@@ -83,8 +84,9 @@ class PlacesCase(HerdTestCase):
         self.key = "AIzaTest-" + uuid.uuid4().hex  # unique: grep-able in logs
         self.mock = Mock(self, self.key)
         self.port = free_port()
-        herd = {"places_url": self.mock.url, "places_timeout": TIMEOUT,
-                "places_max_body": "64k"}
+        # The rate cap has its own tests (test_places_new.py): these ask fast.
+        herd = {"places_api": "legacy", "places_url": self.mock.url,
+                "places_timeout": TIMEOUT, "places_max_body": "64k", "places_max_rate": 0}
         herd.update(self.herd)
         self.cfg = self.config({"Riley": self.port}, herd=herd)
         env = {"no_proxy": "*", "NO_PROXY": "*"}
@@ -156,6 +158,8 @@ class WhatIsSent(PlacesCase):
         self.assertNotIn(self.key, body)
         self.stop(self.worker)
         log = self.log_text("Riley")
+        self.assertIn("GET http://127.0.0.1:%d/maps/api/place/nearbysearch/json?" % self.mock.port,
+                      log)
         self.assertIn("key=REDACTED", log)
         self.assertNotIn(self.key, log)
         self.assertNotIn(self.key, self.worker.stderr.read().decode(errors="replace"))
@@ -254,7 +258,7 @@ class Faults(PlacesCase):
     def test_refused_connection(self):
         port = free_port()  # nothing listens there
         cfg = self.config({"Riley": port}, name="refused.ini", herd={
-            "places_url": "http://127.0.0.1:%d/maps/api/place/nearbysearch/json" % free_port(),
+            "places_api": "legacy", "places_url": "http://127.0.0.1:%d/maps/api/place/nearbysearch/json" % free_port(),
             "places_timeout": TIMEOUT})
         self.start_worker(cfg, "Riley", port, env={"HERD_PLACES_KEY": self.key})
         c = self.client(port)
@@ -303,7 +307,7 @@ class NoKey(PlacesCase):
         os.chmod(path, 0o600)
         port = free_port()
         cfg = self.config({"Riley": port}, name="keyfile.ini", herd={
-            "places_url": self.mock.url, "places_key_file": path,
+            "places_api": "legacy", "places_url": self.mock.url, "places_key_file": path,
             "places_timeout": TIMEOUT})
         self.start_worker(cfg, "Riley", port, env={"no_proxy": "*", "NO_PROXY": "*"})
         c = self.client(port)
@@ -315,7 +319,7 @@ class NoKey(PlacesCase):
     def test_wrong_key_is_googles_request_denied(self):
         port = free_port()
         cfg = self.config({"Riley": port}, name="wrong.ini", herd={
-            "places_url": self.mock.url, "places_timeout": TIMEOUT})
+            "places_api": "legacy", "places_url": self.mock.url, "places_timeout": TIMEOUT})
         self.start_worker(cfg, "Riley", port, env={"HERD_PLACES_KEY": "wrong-key",
                                                    "no_proxy": "*", "NO_PROXY": "*"})
         c = self.client(port)

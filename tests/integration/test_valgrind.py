@@ -73,7 +73,7 @@ class Valgrind(HerdTestCase):
         line = p.stdout.readline().decode() if ready else ""
         m = re.match(r"LISTENING (\d+)$", line.strip())
         self.assertIsNotNone(m, "places mock did not start: %r" % line)
-        return "http://127.0.0.1:%s/maps/api/place/nearbysearch/json" % m.group(1)
+        return "http://127.0.0.1:%s/v1/places:searchNearby" % m.group(1)  # Places API (New)
 
     def test_worker_session(self):
         key = "AIzaValgrindTestKey"

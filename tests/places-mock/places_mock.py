@@ -1,10 +1,24 @@
 #!/usr/bin/env python3
 """places_mock: a stand-in for Google Places Nearby Search, for herd's tests.
 
-A real HTTP/1.1 server (keep-alive, Python standard library only) answering
-GET .../nearbysearch/json?location=LAT,LNG&radius=METRES&key=KEY from a fixture
-of invented places, in Google's response shape and byte layout (JsonCpp's
-StyledWriter: 3-space indent, "key" : value, short scalar arrays on one line).
+A real HTTP/1.1 server (keep-alive, Python standard library only) speaking
+both of Google's Nearby Search APIs from one fixture of invented places:
+
+  legacy  GET .../nearbysearch/json?location=LAT,LNG&radius=METRES&key=KEY,
+          in Google's response shape and byte layout (JsonCpp's StyledWriter:
+          3-space indent, "key" : value, short scalar arrays on one line).
+  New     POST /v1/places:searchNearby with X-Goog-Api-Key, X-Goog-FieldMask
+          and a JSON body {"locationRestriction": {"circle": {"center":
+          {"latitude", "longitude"}, "radius"}}, "maxResultCount"}, checked as
+          Google checks it: a missing key is 403 PERMISSION_DENIED, a wrong one
+          400 INVALID_ARGUMENT with reason API_KEY_INVALID, a missing or empty
+          field mask, an unknown member, radius outside 0..50000, a centre out
+          of range or maxResultCount outside 1..20 are 400 INVALID_ARGUMENT, all
+          in Google's {"error": {"code", "message", "status"}} shape. The answer
+          {"places": [...]} (or {} when none) holds the fields of the mask
+          only, for places in the circle around the request's centre, nearest
+          first; some places lack optional fields (rating, opening hours,
+          price level, plus code), as real ones do.
 
 Control endpoints, for tests to switch faults at run time:
   POST /_mock/mode      {"mode": M, ...}   M is one of
@@ -17,11 +31,16 @@ Control endpoints, for tests to switch faults at run time:
         drip     seconds    send the headers, then the body a few bytes at a
                             time spread over SECONDS
         big      bytes      HTTP 200 with a valid JSON object of BYTES bytes
-        status   status     HTTP 200 with a Google error status
+        status   status     legacy: HTTP 200 with a Google error status
                             (OVER_QUERY_LIMIT, INVALID_REQUEST, ...)
+        error    code, status, message
+                            New: Google's error answer (default 429
+                            RESOURCE_EXHAUSTED, a quota message)
         (optional "count": N applies the mode to the next N requests only)
   GET  /_mock/requests  the requests received so far (JSON list of {"time",
-                        "path", "raw_query", "query", "client_port"})
+                        "method", "path", "raw_query", "query", "client_port"},
+                        New ones with "headers" {lower-case name: value} and
+                        "body", the JSON body as received, or its text)
   GET  /_mock/stats     {"requests": N, "active": N, "max_active": N}: how
                         many Nearby Search requests were served at once
   POST /_mock/reset     forgets the requests and goes back to mode ok
@@ -227,6 +246,176 @@ def build_fixture():
 FIXTURE = build_fixture()
 
 
+# --- Places API (New) -------------------------------------------------------
+
+NEW_PATH = "/v1/places:searchNearby"
+NEW_MAX_RESULTS = 20
+PRICE_LEVELS = ["PRICE_LEVEL_FREE", "PRICE_LEVEL_INEXPENSIVE", "PRICE_LEVEL_MODERATE",
+                "PRICE_LEVEL_EXPENSIVE", "PRICE_LEVEL_VERY_EXPENSIVE"]
+# Place fields Google knows (a mask naming another is refused).
+PLACE_FIELDS = {
+    "name", "id", "types", "formattedAddress", "location", "viewport", "googleMapsUri",
+    "businessStatus", "displayName", "shortFormattedAddress", "iconMaskBaseUri",
+    "iconBackgroundColor", "utcOffsetMinutes", "rating", "userRatingCount",
+    "currentOpeningHours", "regularOpeningHours", "priceLevel", "plusCode", "primaryType",
+    "primaryTypeDisplayName", "websiteUri", "nationalPhoneNumber", "internationalPhoneNumber",
+    "photos", "reviews", "editorialSummary", "attributions", "addressComponents",
+    "adrFormatAddress", "accessibilityOptions", "priceRange", "postalAddress",
+}
+REQUEST_MEMBERS = {
+    "locationRestriction", "maxResultCount", "includedTypes", "excludedTypes",
+    "includedPrimaryTypes", "excludedPrimaryTypes", "languageCode", "regionCode",
+    "rankPreference", "routingParameters",
+}
+UNREGISTERED = ("Method doesn't allow unregistered callers (callers without established "
+                "identity). Please use API Key or other form of API consumer identity to call "
+                "this API.")
+BAD_KEY = "API key not valid. Please pass a valid API key."
+NO_MASK = ("FieldMask is a required parameter. See https://cloud.google.com/apis/docs/"
+           "system-parameters on how to provide it. As an example, you can set the header "
+           "'X-Goog-FieldMask' to value 'places.displayName', 'places.id' to ask for the "
+           "display name and the place ID of a place. You can also set the value to '*' in "
+           "manual testing to get all the available response fields.")
+QUOTA = ("Quota exceeded for quota metric 'SearchNearby requests' and limit 'SearchNearby "
+         "requests per minute' of service 'places.googleapis.com' for consumer "
+         "'project_number:123456789012'.")
+
+
+def _new_place(p, n):
+    """Fixture place P (legacy shape) as Places API (New) has it, every field
+    it has; some lack optional ones, as real places do."""
+    g = p["geometry"]
+    loc, vp = g["location"], g["viewport"]
+    q = {
+        "name": "places/" + p["place_id"],
+        "id": p["place_id"],
+        "types": p["types"],
+        "formattedAddress": p["vicinity"] + ", USA",
+        "location": {"latitude": loc["lat"], "longitude": loc["lng"]},
+        "viewport": {
+            "low": {"latitude": vp["southwest"]["lat"], "longitude": vp["southwest"]["lng"]},
+            "high": {"latitude": vp["northeast"]["lat"], "longitude": vp["northeast"]["lng"]},
+        },
+        "googleMapsUri": "https://maps.google.com/?cid=%d" % (1000 + n),
+        "utcOffsetMinutes": -480,
+        "businessStatus": p["business_status"],
+        "displayName": {"text": p["name"], "languageCode": "en"},
+        "shortFormattedAddress": p["vicinity"],
+        "iconMaskBaseUri": p["icon_mask_base_uri"],
+        "iconBackgroundColor": p["icon_background_color"],
+    }
+    if n % 5 != 4:
+        q["rating"] = p["rating"]
+        q["userRatingCount"] = p["user_ratings_total"]
+    if "opening_hours" in p:
+        q["currentOpeningHours"] = {
+            "openNow": p["opening_hours"]["open_now"],
+            "weekdayDescriptions": ["Monday: 8:00 AM – 6:00 PM"],
+        }
+    if "food" in p["types"]:
+        q["priceLevel"] = "PRICE_LEVEL_UNSPECIFIED" if n % 11 == 0 else PRICE_LEVELS[1 + n % 3]
+    if n % 7 != 6:
+        q["plusCode"] = {"globalCode": p["plus_code"]["global_code"],
+                         "compoundCode": p["plus_code"]["compound_code"]}
+    return q
+
+
+NEW_FIXTURE = [_new_place(p, n) for n, p in enumerate(FIXTURE)]
+
+
+def google_error(code, status, message, reason=None, field=None):
+    """Google's error answer for the APIs on googleapis.com (a dict)."""
+    err = {"code": code, "message": message, "status": status}
+    if reason:
+        err["details"] = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                           "reason": reason, "domain": "googleapis.com",
+                           "metadata": {"service": "places.googleapis.com"}}]
+    elif field:
+        err["details"] = [{"@type": "type.googleapis.com/google.rpc.BadRequest",
+                           "fieldViolations": [{"field": field, "description": message}]}]
+    return {"error": err}
+
+
+def _number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_circle(body):
+    """Why BODY's circle is refused (the field and message), or None."""
+    for k in body:
+        if k not in REQUEST_MEMBERS:
+            return None, 'Invalid JSON payload received. Unknown name "%s": Cannot find field.' % k
+    circle = (body.get("locationRestriction") or {}).get("circle") if isinstance(
+        body.get("locationRestriction"), dict) else None
+    if not isinstance(circle, dict):
+        return "location_restriction", "Invalid location_restriction. Must specify a circle."
+    center = circle.get("center")
+    if not isinstance(center, dict) or not _number(center.get("latitude")) or \
+            not _number(center.get("longitude")):
+        return "location_restriction.circle.center", "Invalid center: latitude and longitude."
+    if not (-90 <= center["latitude"] <= 90 and -180 <= center["longitude"] <= 180):
+        return "location_restriction.circle.center", "Invalid center: out of range."
+    radius = circle.get("radius")
+    if not _number(radius) or not 0 <= radius <= 50000:
+        return ("location_restriction.circle.radius",
+                "Invalid radius. Must be between 0.0 and 50000.0, inclusive.")
+    n = body.get("maxResultCount", NEW_MAX_RESULTS)
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= NEW_MAX_RESULTS:
+        return "max_result_count", "max_result_count must be between 1 and 20, inclusive."
+    return None, None
+
+
+def _mask_fields(mask):
+    """The place fields MASK names, or the name of one Google does not know."""
+    keep = set()
+    for f in (x.strip() for x in mask.split(",")):
+        if f in ("*", "places"):
+            return PLACE_FIELDS, None
+        if not f.startswith("places.") or f[7:].split(".")[0] not in PLACE_FIELDS:
+            return None, f
+        keep.add(f[7:].split(".")[0])
+    return keep, None
+
+
+def search_nearby(headers, body, key):
+    """Google's (HTTP code, answer dict) for a searchNearby request with these
+    headers (lower-case names) and BODY (parsed JSON, or None if it was not)."""
+    got = headers.get("x-goog-api-key")
+    if not got:
+        return 403, google_error(403, "PERMISSION_DENIED", UNREGISTERED)
+    if got != key:
+        return 400, google_error(400, "INVALID_ARGUMENT", BAD_KEY, reason="API_KEY_INVALID")
+    mask = headers.get("x-goog-fieldmask", "").strip()
+    if not mask:
+        return 400, google_error(400, "INVALID_ARGUMENT", NO_MASK)
+    if not headers.get("content-type", "").startswith("application/json"):
+        return 400, google_error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
+    if not isinstance(body, dict):
+        return 400, google_error(400, "INVALID_ARGUMENT",
+                                 "Invalid JSON payload received. Unexpected token.")
+    field, why = _check_circle(body)
+    if why:
+        return 400, google_error(400, "INVALID_ARGUMENT", why, field=field)
+    keep, bad = _mask_fields(mask)
+    if bad is not None:
+        return 400, google_error(400, "INVALID_ARGUMENT",
+                                 "Error expanding 'fields' parameter. Cannot find matching "
+                                 "fields for path '%s'." % bad)
+    circle = body["locationRestriction"]["circle"]
+    lat, lng = circle["center"]["latitude"], circle["center"]["longitude"]
+    hits = sorted(((haversine_m(lat, lng, p["location"]["latitude"], p["location"]["longitude"]),
+                    i, p) for i, p in enumerate(NEW_FIXTURE)), key=lambda t: (t[0], t[1]))
+    n = body.get("maxResultCount", NEW_MAX_RESULTS)
+    places = [{k: v for k, v in p.items() if k in keep}
+              for d, _, p in hits if d <= circle["radius"]][:n]
+    return 200, ({"places": places} if places else {})
+
+
+def new_dumps(obj):
+    """Google's layout on googleapis.com (2-space indent), final newline."""
+    return json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
+
+
 # --- Google's layout (JsonCpp StyledWriter) ---------------------------------
 
 INDENT = 3
@@ -399,8 +588,47 @@ class Handler(BaseHTTPRequestHandler):
             pass    # the client gave up (timeout): nothing to say
 
     def do_POST(self):
-        state = self.server.state
         url = urllib.parse.urlsplit(self.path)
+        try:
+            if url.path.startswith("/_mock/"):
+                self._control(url)
+            elif url.path == NEW_PATH:
+                self._search_nearby(url)
+            else:
+                self._send(404, new_dumps(google_error(404, "NOT_FOUND", "Not Found")))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def _search_nearby(self, url):
+        state = self.server.state
+        n = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(n) if n > 0 else b""
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        mode = state.record({"time": time.time(), "method": "POST", "path": url.path,
+                             "raw_query": url.query, "query": {}, "headers": headers,
+                             "body": body if body is not None else raw.decode(errors="replace"),
+                             "client_port": self.client_address[1]})
+        self.api = ("new", headers, body)
+        try:
+            MODES[mode["mode"]](self, mode, None)
+        finally:
+            with state.lock:
+                state.active -= 1
+
+    def _normal(self, params):
+        """The (code, text) a working Google gives this request."""
+        if getattr(self, "api", None):
+            _, headers, body = self.api
+            code, answer = search_nearby(headers, body, self.server.state.key)
+            return code, new_dumps(answer)
+        return 200, google_dumps(nearby(params, self.server.state.key))
+
+    def _control(self, url):
+        state = self.server.state
         try:
             body = self._body_json()
         except ValueError:
@@ -446,9 +674,10 @@ class Handler(BaseHTTPRequestHandler):
             return
         params = {k: v[-1] for k, v in urllib.parse.parse_qs(
             url.query, keep_blank_values=True).items()}
-        mode = state.record({"time": time.time(), "path": url.path,
+        mode = state.record({"time": time.time(), "method": "GET", "path": url.path,
                              "raw_query": url.query, "query": params,
                              "client_port": self.client_address[1]})
+        self.api = None
         try:
             MODES[mode["mode"]](self, mode, params)
         finally:
@@ -458,7 +687,7 @@ class Handler(BaseHTTPRequestHandler):
     # --- modes: each answers one Nearby Search request ---
 
     def mode_ok(self, mode, params):
-        self._send(200, google_dumps(nearby(params, self.server.state.key)))
+        self._send(*self._normal(params))
 
     def mode_delay(self, mode, params):
         time.sleep(float(mode.get("seconds", 3)))
@@ -482,9 +711,10 @@ class Handler(BaseHTTPRequestHandler):
         self.connection.shutdown(2)
 
     def mode_drip(self, mode, params):
-        data = google_dumps(nearby(params, self.server.state.key)).encode()
+        code, text = self._normal(params)
+        data = text.encode()
         seconds = float(mode.get("seconds", 10))
-        self.send_response(200)
+        self.send_response(code)
         self.send_header("Content-Type", "application/json; charset=UTF-8")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -500,6 +730,8 @@ class Handler(BaseHTTPRequestHandler):
         size = int(mode.get("bytes", 8 << 20))
         head = '{"html_attributions" : [], "padding" : "'
         tail = '", "results" : [], "status" : "OK"}\n'
+        if getattr(self, "api", None):
+            head, tail = '{"places": [], "padding": "', '"}\n'
         pad = max(0, size - len(head) - len(tail))
         self._send(200, head + "x" * pad + tail)
 
@@ -509,6 +741,12 @@ class Handler(BaseHTTPRequestHandler):
         if "error_message" in mode:
             answer = {"error_message": mode["error_message"], **answer}
         self._send(200, google_dumps(answer))
+
+    def mode_error(self, mode, params):
+        code = int(mode.get("code", 429))
+        self._send(code, new_dumps(google_error(code, mode.get("status", "RESOURCE_EXHAUSTED"),
+                                                mode.get("message", QUOTA),
+                                                reason=mode.get("reason"))))
 
 
 MODES = {
@@ -521,6 +759,7 @@ MODES = {
     "drip": Handler.mode_drip,
     "big": Handler.mode_big,
     "status": Handler.mode_status,
+    "error": Handler.mode_error,
 }
 
 

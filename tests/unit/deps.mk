@@ -2,3 +2,4 @@
 test_store_DEPS := worker/store.c
 test_places_format_DEPS := worker/places_format.c worker/places_cache.c
 test_snapshot_DEPS := worker/snapshot.c worker/snap_format.c worker/store.c
+test_places_new_DEPS := worker/places_new.c worker/places_format.c

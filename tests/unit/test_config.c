@@ -184,8 +184,8 @@ static void test_defaults(void **state)
     /* round 2 */
     assert_int_equal(h->places_api, CFG_PLACES_NEW);
     assert_non_null(strstr(h->places_fields, "places.displayName"));
-    assert_int_equal(h->places_max_rate, 5);
-    assert_int_equal(h->places_max_per_day, 0);
+    assert_int_equal(h->places_max_rate, 2);
+    assert_int_equal(h->places_max_per_day, 1000);
     assert_true(h->client_ttl == 86400 && h->stop_drain == 1);
     assert_int_equal(h->max_store_memory, (size_t)1024 * 1024 * 1024);
     assert_null(h->state_dir);
