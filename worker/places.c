@@ -31,14 +31,6 @@
     "No Places API key is configured: set the HERD_PLACES_KEY environment variable "               \
     "or places_key_file in the [herd] section of the configuration file"
 
-double places_clock(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Whether a warning Q is due at NOW: the first one, then one per
  * PLACES_WARN_INTERVAL, with *QUIET set to how many were not logged since. */
 static int places_quiet_due(struct places_quiet *q, double now, uint64_t *quiet)

@@ -13,6 +13,7 @@
 #define HASH_NONFATAL_OOM 1 /* an allocation failure must not exit: see places_cache.c */
 #include <uthash.h>
 
+#include "mono.h"
 #include "places.h"
 
 #define PLACES_BUSY_MESSAGE "too many Places requests in flight (places_max_pending); try again"
@@ -34,7 +35,10 @@ struct places_quiet {
 };
 
 /* CLOCK_MONOTONIC in seconds: durations and the cache's TTL, never ev_now(). */
-double places_clock(void);
+static inline double places_clock(void)
+{
+    return mono_now();
+}
 
 /* One upstream request, shared by every query for the same question. */
 struct places_fetch {
