@@ -311,5 +311,50 @@ class HerdTestCase(unittest.TestCase):
         return 0
 
 
+def alive(pid):
+    """True while PID runs (a zombie does not count)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            data = f.read()
+    except FileNotFoundError:
+        return False
+    return data[data.rindex(")") + 2] != "Z"
+
+
+class SupervisedCase(HerdTestCase):
+    """A test that runs herd-supervisor through herdctl. Subclasses give
+    ctl(*args, timeout=) and add every supervisor and worker pid they see to
+    self.seen; tearDown stops the herd (when self.cfg is set) and kills
+    whatever of those pids still runs, stopped ones included."""
+
+    STOP_TIMEOUT = 30
+
+    def setUp(self):
+        super().setUp()
+        self.seen = set()
+        self.cfg = None
+
+    def tearDown(self):
+        if self.cfg is not None:
+            try:
+                self.ctl("stop", timeout=self.STOP_TIMEOUT)
+            except Exception:
+                pass
+        for pid in self.seen:
+            if alive(pid):
+                try:
+                    os.kill(pid, signal.SIGCONT)
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        super().tearDown()
+
+
 def load_json(text):
     return json.loads(text)

@@ -18,7 +18,7 @@ import subprocess
 import time
 import unittest
 
-from herdtest import HerdTestCase, ROOT, SLOW, binary, free_port, wait_for, Client
+from herdtest import SupervisedCase, alive, HerdTestCase, ROOT, SLOW, binary, free_port, wait_for, Client
 
 FAST = {
     "heartbeat_interval": "0.1",
@@ -28,20 +28,6 @@ FAST = {
     "stop_timeout": "2",
 }
 
-
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            data = f.read()
-    except FileNotFoundError:
-        return False
-    return data[data.rindex(")") + 2] != "Z"
 
 
 def as_nobody():
@@ -145,26 +131,7 @@ def sample(fams, name, **labels):
     raise KeyError("%s%r" % (name, labels))
 
 
-class CtlCase(HerdTestCase):
-    def setUp(self):
-        super().setUp()
-        self.seen = set()
-        self.cfg = None
-
-    def tearDown(self):
-        if self.cfg is not None:
-            try:
-                self.ctl("stop", timeout=30)
-            except Exception:
-                pass
-        for pid in self.seen:
-            if alive(pid):
-                try:
-                    os.kill(pid, signal.SIGCONT)
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        super().tearDown()
+class CtlCase(SupervisedCase):
 
     def herd(self, servers, extra=None, links=None):
         herd = dict(FAST)

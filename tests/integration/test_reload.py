@@ -10,13 +10,13 @@ server afterwards (status clients counts and WHATSAT).
 """
 import json
 import os
-import signal
 import subprocess
 import threading
 import time
 import unittest
 
-from herdtest import (FIVE, FIVE_LINKS, SLOW, HerdTestCase, binary, free_port, port_open,
+from herdtest import (FIVE, FIVE_LINKS, SLOW, SupervisedCase, alive, binary,
+                      free_port, port_open,
                       wait_for, Client)
 
 FAST = {
@@ -34,38 +34,8 @@ for a, peers in FIVE_LINKS.items():
         NEIGHBOURS[b].add(a)
 
 
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            data = f.read()
-    except FileNotFoundError:
-        return False
-    return data[data.rindex(")") + 2] != "Z"
 
-
-class ReloadTest(HerdTestCase):
-    def setUp(self):
-        super().setUp()
-        self.cfg = None
-        self.seen = set()
-
-    def tearDown(self):
-        if self.cfg is not None:
-            try:
-                self.ctl("stop", timeout=30)
-            except Exception:
-                pass
-        for pid in self.seen:
-            if alive(pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        super().tearDown()
+class ReloadTest(SupervisedCase):
 
     # -- helpers -----------------------------------------------------------
 

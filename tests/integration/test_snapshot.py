@@ -19,7 +19,7 @@ import subprocess
 import time
 import zlib
 
-from herdtest import FIVE, FIVE_LINKS, SLOW, HerdTestCase, binary, free_port, wait_for
+from herdtest import SupervisedCase, alive, FIVE, FIVE_LINKS, SLOW, binary, free_port, wait_for
 
 FAST = {
     "heartbeat_interval": "0.1",
@@ -31,13 +31,6 @@ FAST = {
 LOC = "+34.068930-118.445127"
 LINE3 = {"Alpha": ["Beta"], "Beta": ["Gamma"]}
 
-
-def alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def pipeline_iamats(port, first, count, base=1_700_000_000):
@@ -79,25 +72,7 @@ def snap_file(lines, version=1):
     return h + struct.pack("<I", zlib.crc32(h)) + blocks
 
 
-class SnapshotTest(HerdTestCase):
-    def setUp(self):
-        super().setUp()
-        self.seen = set()
-        self.cfg = None
-
-    def tearDown(self):
-        if self.cfg is not None:
-            try:
-                self.ctl("stop", timeout=30)
-            except Exception:
-                pass
-        for pid in self.seen:
-            if alive(pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        super().tearDown()
+class SnapshotTest(SupervisedCase):
 
     # -- helpers -------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import subprocess
 import time
 import unittest
 
-from herdtest import HerdTestCase, SLOW, binary, free_port, port_open, wait_for, Client
+from herdtest import SupervisedCase, alive, SLOW, binary, free_port, port_open, wait_for, Client
 
 # Short timings so that heartbeats, backoff and stops are quick to observe.
 FAST = {
@@ -28,21 +28,6 @@ FAST = {
     "stop_timeout": "2",
 }
 
-
-def alive(pid):
-    """True while PID exists and is not a zombie (pid 1 may never reap)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            data = f.read()
-    except FileNotFoundError:
-        return False
-    return data[data.rindex(")") + 2] != "Z"
 
 
 def read_text(path):
@@ -64,25 +49,7 @@ def answers_iamat(port):
         c.close()
 
 
-class SupervisorTest(HerdTestCase):
-    def setUp(self):
-        super().setUp()
-        self.seen_pids = set()
-        self.cfg = None
-
-    def tearDown(self):
-        if self.cfg is not None:
-            try:
-                self.ctl("stop", timeout=20)
-            except Exception:
-                pass
-        for pid in self.seen_pids:
-            if alive(pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        super().tearDown()
+class SupervisorTest(SupervisedCase):
 
     # -- helpers -----------------------------------------------------------
 
@@ -106,10 +73,10 @@ class SupervisorTest(HerdTestCase):
             return None
         st = json.loads(p.stdout)
         pid = st["supervisor"]["pid"]
-        self.seen_pids.add(pid)
+        self.seen.add(pid)
         for srv in st["servers"]:
             if srv["pid"]:
-                self.seen_pids.add(srv["pid"])
+                self.seen.add(srv["pid"])
         return st
 
     def server(self, name, st=None):
