@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "ctlproto.h"
+#include "mono.h"
 #include "log.h"
 #include "net.h"
 #include "sup.h"
@@ -26,7 +27,7 @@ static void on_ready(struct sup_proc *p, json_object *msg)
     p->state = SUP_RUNNING;
     if (json_object_object_get_ex(msg, "port", &port))
         log_info("%s: pid %d ready on port %d after %.3f s", p->name, (int)p->pid,
-                 json_object_get_int(port), ev_now(p->sup->loop) - p->started);
+                 json_object_get_int(port), mono_now() - p->started);
     if (p->reopen_pending) {
         p->reopen_pending = 0;
         kill(p->pid, SIGUSR1);
@@ -46,7 +47,7 @@ static void on_line(struct sup_proc *p, char *line)
         return;
     }
     /* Any well-formed message proves the worker's loop turns. */
-    p->last_msg = ev_now(p->sup->loop);
+    p->last_msg = mono_now();
     p->hb_timer.repeat = p->sup->cfg->heartbeat_timeout;
     if (p->state == SUP_STARTING || p->state == SUP_RUNNING)
         ev_timer_again(p->sup->loop, &p->hb_timer);

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "ctlproto.h"
+#include "mono.h"
 #include "fsutil.h"
 #include "log.h"
 #include "sup.h"
@@ -425,7 +426,7 @@ int main(int argc, char **argv)
     if ((rc = prepare(s, &o)) != 0 || (rc = bring_up(s, &notify)) != 0)
         goto out;
     signal(SIGPIPE, SIG_IGN);
-    s->started = ev_now(s->loop);
+    s->started = mono_now();
     watch_signals(s);
     log_info("herd-supervisor pid %d: %s, control socket %s", (int)getpid(), s->cfg->path,
              s->sock_path);

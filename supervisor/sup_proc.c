@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "ctlproto.h"
+#include "mono.h"
 #include "fsutil.h"
 #include "log.h"
 #include "net.h"
@@ -172,7 +173,7 @@ static void started(struct sup_proc *p, pid_t pid, int chan)
     p->pid = pid;
     p->state = SUP_STARTING;
     p->hb_killed = 0;
-    p->started = ev_now(s->loop);
+    p->started = mono_now();
     json_object_put(p->stats); /* a new process: old counters mean nothing */
     p->stats = NULL;
     ev_child_init(&p->child_w, child_cb, pid, 0);
@@ -314,8 +315,9 @@ static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
     struct sup_proc *p = w->data;
     struct sup *s = p->sup;
 
+    (void)loop;
     (void)revents;
-    child_exited(p, ev_now(loop) - p->started);
+    child_exited(p, mono_now() - p->started);
     /* After the restart policy ran: a status now shows the new pid or the wait. */
     sup_ctl_proc_event(s);
     sup_job_poke(s);

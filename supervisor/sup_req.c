@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "ctlproto.h"
+#include "mono.h"
 #include "fsutil.h"
 #include "log.h"
 #include "sup.h"
@@ -98,7 +99,7 @@ static void add_gauges(json_object *o, const struct sup_proc *p)
 static json_object *proc_json(struct sup *s, const struct sup_proc *p)
 {
     json_object *o = json_object_new_object(), *ver;
-    ev_tstamp now = ev_now(s->loop);
+    ev_tstamp now = mono_now();
     char log[PATH_MAX];
 
     json_object_object_add(o, "name", json_object_new_string(p->name));
@@ -148,7 +149,7 @@ json_object *sup_req_status(struct sup *s)
     json_object_object_add(sup, "pid", json_object_new_int(getpid()));
     json_object_object_add(sup, "version", json_object_new_string(herd_version));
     add_double(sup, "heartbeat_interval", s->cfg->heartbeat_interval);
-    add_double(sup, "uptime", ev_now(s->loop) - s->started);
+    add_double(sup, "uptime", mono_now() - s->started);
     json_object_object_add(sup, "state",
                            json_object_new_string(s->stopping ? "stopping" : "running"));
     json_object_object_add(sup, "config", json_object_new_string(s->cfg->path));

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "mono.h"
 #include "sup.h"
 
 #define SUP_LIVE_WAIT 10.0 /* seconds for every live answer and added server */
@@ -112,8 +113,8 @@ static void finish(struct sup_job *j)
     json_object_object_add(r, "failed", j->failed);
     json_object_object_add(r, "not_restarted", j->left);
     json_object_object_add(r, "generation", json_object_new_int64(s->gen.no));
-    json_object_object_add(r, "seconds", json_object_new_double(ev_now(s->loop) - j->began));
-    log_info("%s done in %.3f s: %zu restarted, %zu failed", j->cause, ev_now(s->loop) - j->began,
+    json_object_object_add(r, "seconds", json_object_new_double(mono_now() - j->began));
+    log_info("%s done in %.3f s: %zu restarted, %zu failed", j->cause, mono_now() - j->began,
              json_object_array_length(j->restarted), nfail);
     s->job = NULL;
     sup_ctl_job_done(s, j->id, r);
@@ -213,7 +214,7 @@ static void next_step(struct sup_job *j)
         j->cur = j->names[j->next++];
         j->cur_old = p->pid;
         j->cur_moved = moved;
-        j->cur_began = ev_now(s->loop);
+        j->cur_began = mono_now();
         log_info("%s: rolling restart of %s (%zu of %zu)", j->cause, p->name, j->next, j->n);
         arm(j, SUP_ROLL_WAIT);
         sup_proc_restart(p, j->cause);
@@ -297,7 +298,7 @@ unsigned sup_job_start(struct sup_job *j, json_object *reply)
 
     j->id = ++s->job_ids;
     j->reply = json_object_get(reply);
-    j->began = ev_now(s->loop);
+    j->began = mono_now();
     s->job = j;
     /* Begins on the next loop turn, once the caller waits for it. */
     ev_timer_init(&j->timer, timer_cb, 0., 0.);
@@ -329,8 +330,8 @@ void sup_job_poke(struct sup *s)
         return;
     }
     if (step_done(j, p)) {
-        log_info("%s: %s back in %.3f s (pid %d)", j->cause, p->name,
-                 ev_now(s->loop) - j->cur_began, (int)p->pid);
+        log_info("%s: %s back in %.3f s (pid %d)", j->cause, p->name, mono_now() - j->cur_began,
+                 (int)p->pid);
         json_object_array_add(j->restarted, json_object_new_string(p->name));
         next_step(j);
     }

@@ -26,6 +26,7 @@
 
 #include "fsutil.h"
 #include "log.h"
+#include "mono.h"
 #include "snap_format.h"
 #include "store.h"
 
@@ -40,7 +41,7 @@ struct snap {
     ev_child child_w;
     pid_t pid; /* the running child, 0: none */
     int pfd;   /* its result pipe, -1: none */
-    double t0; /* ev_time() at its fork */
+    double t0; /* mono_now() at its fork */
     uint64_t fork_changes, saved_changes;
     uint64_t want_id, running_id;
     double written; /* wall time the file on disk was written, 0: none */
@@ -112,7 +113,7 @@ static void saved_ok(struct snap *s, const struct snap_result *r, double took, c
 {
     s->failed = 0;
     s->saved_changes = s->fork_changes;
-    s->written = ev_time();
+    s->written = mono_now();
     s->stats.saves++;
     s->stats.bytes = r->bytes;
     s->stats.records = r->records;
@@ -153,7 +154,7 @@ static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
         WEXITSTATUS(w->rstatus) == 0) {
         char how[64];
         snprintf(how, sizeof how, " (fork %.2f ms)", s->stats.fork_ms);
-        saved_ok(s, &m.res, ev_time() - s->t0, how);
+        saved_ok(s, &m.res, mono_now() - s->t0, how);
     } else {
         if (n == (ssize_t)sizeof m && m.err != 0)
             snprintf(why, sizeof why, "%s", strerror(m.err));
@@ -181,11 +182,11 @@ static void start_child(struct snap *s)
     }
     s->fork_changes = s->h.changes ? s->h.changes(s->h.arg) : 0;
     s->running_id = s->want_id;
-    double t0 = ev_time();
+    double t0 = mono_now();
     pid_t pid = fork();
     if (pid == 0)
         child_run(s, p[1], parent);
-    double t1 = ev_time();
+    double t1 = mono_now();
     close(p[1]);
     if (pid < 0) {
         close(p[0]);
@@ -276,7 +277,7 @@ static uint64_t load_map(struct snap *s, struct store **stp, const char *map, co
 {
     char why[160];
     struct snap_result r = {0};
-    double t0 = ev_time();
+    double t0 = mono_now();
     struct store *fresh = s->h.make_store ? s->h.make_store(s->h.arg) : store_new();
 
     if (fresh == NULL) {
@@ -298,7 +299,7 @@ static uint64_t load_map(struct snap *s, struct store **stp, const char *map, co
     log_info("snapshot: loaded %llu records from %s (%llu expired skipped, %llu not kept) in "
              "%.0f ms",
              (unsigned long long)r.records, s->path, (unsigned long long)r.expired,
-             (unsigned long long)r.refused, (ev_time() - t0) * 1e3);
+             (unsigned long long)r.refused, (mono_now() - t0) * 1e3);
     return r.records;
 }
 
@@ -389,18 +390,18 @@ void snap_stop_save(struct snap *s)
         log_info("snapshot: unchanged since the last one, %s kept as it is", s->path);
         return;
     }
-    double t0 = ev_time();
+    double t0 = mono_now();
     s->fork_changes = now;
     if (write_file(s, &r) < 0)
         saved_failed(s, strerror(errno));
     else
-        saved_ok(s, &r, ev_time() - t0, " (at stop)");
+        saved_ok(s, &r, mono_now() - t0, " (at stop)");
 }
 
 void snap_get_stats(const struct snap *s, struct snap_stats *out)
 {
     *out = s->stats;
-    out->age = s->written > 0 ? ev_time() - s->written : -1;
+    out->age = s->written > 0 ? mono_now() - s->written : -1;
 }
 
 void snap_free(struct snap *s)
