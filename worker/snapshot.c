@@ -113,7 +113,7 @@ static void saved_ok(struct snap *s, const struct snap_result *r, double took, c
 {
     s->failed = 0;
     s->saved_changes = s->fork_changes;
-    s->written = mono_now();
+    s->written = ev_time(); /* wall: compared with a loaded file's mtime */
     s->stats.saves++;
     s->stats.bytes = r->bytes;
     s->stats.records = r->records;
@@ -401,7 +401,7 @@ void snap_stop_save(struct snap *s)
 void snap_get_stats(const struct snap *s, struct snap_stats *out)
 {
     *out = s->stats;
-    out->age = s->written > 0 ? mono_now() - s->written : -1;
+    out->age = s->written > 0 ? ev_time() - s->written : -1;
 }
 
 void snap_free(struct snap *s)
