@@ -36,6 +36,9 @@
 /* Records a full store samples per eviction, and the candidates it keeps. */
 #define EVICT_SAMPLES 5
 #define EVICT_POOL    16
+/* A store this small is scanned whole: sampling 5 of 2 records would pick
+ * the same one every time with probability 1/16. */
+#define EVICT_EXACT 64
 /* Evictions a single put does at most (the step does the rest when the
  * bounds were lowered a lot at once). */
 #define EVICT_PER_PUT 8
@@ -348,10 +351,30 @@ static void pool_add(struct store *st, uint32_t n, int64_t origin)
  * one still as it was goes. An expired record met on the way goes first
  * (*was_expired set).
  */
+/* The exact choice for a small store: an expired record, else the oldest. */
+static size_t evict_scan(const struct store *st, int64_t cut, int *was_expired)
+{
+    size_t best = st->nrecs;
+    for (size_t n = 0; n < st->nrecs; n++) {
+        if (is_hole(st->recs[n]))
+            continue;
+        const struct store_rec *r = st->recs[n].rec;
+        if (expired(r, cut)) {
+            *was_expired = 1;
+            return n;
+        }
+        if (best == st->nrecs || r->origin < st->recs[best].rec->origin)
+            best = n;
+    }
+    return best;
+}
+
 static size_t evict_pick(struct store *st, int64_t cut, int *was_expired)
 {
     size_t idx[EVICT_SAMPLES];
     *was_expired = 0;
+    if (st->nrecs <= EVICT_EXACT)
+        return evict_scan(st, cut, was_expired);
     /* Draw, then prefetch, then read: the cache misses overlap. */
     for (int j = 0; j < EVICT_SAMPLES; j++) {
         idx[j] = rng_below(st, st->nrecs);
@@ -388,6 +411,8 @@ static size_t evict_pick(struct store *st, int64_t cut, int *was_expired)
 static void evict_one(struct store *st, int64_t cut)
 {
     int was_expired;
+    if (st->nlive == 0) /* only the index and array are left: nothing to drop */
+        return;
     rec_delete(st, evict_pick(st, cut, &was_expired));
     if (was_expired)
         st->stats.expired++;
