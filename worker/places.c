@@ -380,9 +380,16 @@ static char *places_field_mask(const char *fields)
             b--;
         if (b > a) {
             int bare = strncmp(p + a, "places.", 7) != 0 && !(b - a == 1 && p[a] == '*');
-            int w = snprintf(mask + len, cap - len, "%s%s%.*s", len ? "," : "",
-                             bare ? "places." : "", (int)(b - a), p + a);
-            len += w > 0 ? (size_t)w : 0;
+            /* cap covers the worst case: a ',' and "places." per byte of FIELDS. */
+            if (len > 0)
+                mask[len++] = ',';
+            if (bare) {
+                memcpy(mask + len, "places.", 7);
+                len += 7;
+            }
+            memcpy(mask + len, p + a, b - a);
+            len += b - a;
+            mask[len] = '\0';
         }
         p = end ? end + 1 : p + strlen(p);
     }
