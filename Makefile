@@ -11,7 +11,7 @@ BINDIR   ?= bin
 PREFIX   ?= /usr/local
 DESTDIR  ?=
 
-PKGS     := libcurl json-c inih libcrypto
+PKGS     := libcurl json-c inih libcrypto libcares
 WARN     := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
             -Wmissing-prototypes -Wformat=2 -Wvla -Wconversion -Wno-sign-conversion
 OPT      ?= -O2 -g
