@@ -23,7 +23,7 @@ VERSION_SH = v=$$(cat VERSION 2>/dev/null || echo 0); \
   case "$$d" in "") echo "$$v";; *.*) echo "$$d";; *) echo "$$v-g$$d";; esac
 HERD_VERSION := $(shell $(VERSION_SH))
 
-PKGS     := libcurl json-c inih libcrypto zlib
+PKGS     := libcurl json-c inih libcrypto zlib libcares
 WARN     := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
             -Wmissing-prototypes -Wformat=2 -Wvla -Wconversion -Wno-sign-conversion
 OPT      ?= -O2 -g

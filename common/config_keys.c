@@ -260,8 +260,7 @@ void cfgi_server_key(struct cfgi_state *st, const char *name, const char *v)
         return;
     }
     if (line == &t->line_host && !cfgv_host_ok(v)) {
-        bad_value(st, name, v,
-                  "a numeric IPv4 or IPv6 address, or localhost: herd resolves no names");
+        bad_value(st, name, v, "a numeric IPv4 or IPv6 address, or a DNS name");
         return;
     }
     if (line == &t->line_node && !cfgv_name_ok(v)) {

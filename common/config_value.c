@@ -7,6 +7,7 @@
 #include "config_internal.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -175,14 +176,40 @@ int cfgv_name_ok(const char *s)
     return chars_ok(s, 64, "_.-");
 }
 
-/* A numeric IPv4 or IPv6 address, or "localhost": a worker dials its
- * neighbours on its event loop, where a DNS lookup would block. */
+/* One RFC 1123 label: 1..63 letters, digits and '-', no '-' at either end. */
+static int label_ok(const char *s, size_t n)
+{
+    if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '-')
+            return 0;
+    return 1;
+}
+
+/* A numeric IPv4 or IPv6 address, or a DNS name (RFC 1123 labels, a final
+ * dot allowed): a worker resolves names without blocking its loop. */
 int cfgv_host_ok(const char *s)
 {
     struct in6_addr a6;
     struct in_addr a4;
-    return strcmp(s, "localhost") == 0 || inet_pton(AF_INET, s, &a4) == 1 ||
-           inet_pton(AF_INET6, s, &a6) == 1;
+    if (inet_pton(AF_INET, s, &a4) == 1 || inet_pton(AF_INET6, s, &a6) == 1)
+        return 1;
+    size_t len = strlen(s);
+    if (len == 0 || len > 253)
+        return 0;
+    const char *p = s;
+    while (*p) {
+        const char *dot = strchr(p, '.');
+        size_t n = dot ? (size_t)(dot - p) : strlen(p);
+        if (!label_ok(p, n))
+            return 0;
+        if (dot == NULL)
+            break;
+        p = dot + 1; /* "name." ends with an empty rest: fine */
+    }
+    /* all digits and dots would be a malformed IPv4 literal, not a name */
+    return strspn(s, "0123456789.") != len;
 }
 
 int cfgv_url_ok(const char *s)

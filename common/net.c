@@ -63,14 +63,17 @@ int net_set_keepalive(int fd, int idle, int intvl, int cnt)
     return 0;
 }
 
-/* Resolves HOST:PORT without touching DNS (numeric addresses only), so a
- * dial never blocks the loop; "localhost" is mapped to 127.0.0.1. */
-static int resolve(const char *host, uint16_t port, struct sockaddr_storage *ss, socklen_t *sslen,
-                   char *err, size_t errlen)
+/* Resolves HOST:PORT; with NUMERIC without touching DNS (numeric addresses
+ * only), so a dial never blocks the loop (names are resolved by the worker's
+ * resolver first); "localhost" is mapped to 127.0.0.1. A listener may block:
+ * it resolves once at start, before the loop runs. */
+static int resolve(const char *host, uint16_t port, int numeric, struct sockaddr_storage *ss,
+                   socklen_t *sslen, char *err, size_t errlen)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV};
+                             .ai_flags =
+                                 numeric ? AI_NUMERICHOST | AI_NUMERICSERV : AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     char portstr[8];
     snprintf(portstr, sizeof portstr, "%u", (unsigned)port);
@@ -88,10 +91,10 @@ static int resolve(const char *host, uint16_t port, struct sockaddr_storage *ss,
 }
 
 /* A non-blocking, close-on-exec TCP socket for HOST:PORT, its address in *ss. */
-static int tcp_socket(const char *host, uint16_t port, struct sockaddr_storage *ss,
+static int tcp_socket(const char *host, uint16_t port, int numeric, struct sockaddr_storage *ss,
                       socklen_t *sslen, char *err, size_t errlen)
 {
-    if (resolve(host, port, ss, sslen, err, errlen) < 0)
+    if (resolve(host, port, numeric, ss, sslen, err, errlen) < 0)
         return -1;
     int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
@@ -103,7 +106,7 @@ int net_tcp_listen(const char *host, uint16_t port, int backlog, char *err, size
 {
     struct sockaddr_storage ss;
     socklen_t sslen;
-    int fd = tcp_socket(host, port, &ss, &sslen, err, errlen);
+    int fd = tcp_socket(host, port, 0, &ss, &sslen, err, errlen);
     if (fd < 0)
         return -1;
     int on = 1;
@@ -123,7 +126,7 @@ int net_tcp_connect(const char *host, uint16_t port, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
     socklen_t sslen;
-    int fd = tcp_socket(host, port, &ss, &sslen, err, errlen);
+    int fd = tcp_socket(host, port, 1, &ss, &sslen, err, errlen);
     if (fd < 0)
         return -1;
     net_set_nodelay(fd);

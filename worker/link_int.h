@@ -18,6 +18,7 @@
 #include "conn.h"
 #include "link_proto.h"
 #include "links.h"
+#include "resolve.h"
 
 struct links;
 struct store_rec;
@@ -93,6 +94,11 @@ struct link {
     double last_dial;
     double up_since;
     unsigned attempts; /* dials since the link was last up */
+    /* the neighbour's host resolved (links.c): tried in order, again at
+     * every redial so a neighbour that moves is found */
+    int resolving;
+    size_t naddr, addr_i;
+    char addr[RES_MAX_ADDRS][RES_ADDR_MAX];
 };
 
 struct links {
@@ -111,6 +117,8 @@ struct links {
     ev_timer summary_timer;    /* log_link_summary */
     struct log_limit odd_warn; /* lines a neighbour should not send */
     int stopping;              /* links_stop or links_free: no redials */
+    struct res *res;           /* DNS for neighbours named by host name */
+    struct log_limit res_warn; /* names that did not resolve */
 };
 
 /* link_base.c: this worker's name; the link to the neighbour NAME, or NULL. */

@@ -7,6 +7,7 @@
  */
 #include "links.h"
 
+#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,21 +60,24 @@ static void setup_conn(struct links *ls, struct conn *c)
         log_debug("link %s: keepalive not set", c->peer);
 }
 
-static void dial_now(struct link *l)
+/* A numeric address (or localhost) needs no lookup. */
+static int host_is_numeric(const char *h)
+{
+    unsigned char a[16];
+    return strcmp(h, "localhost") == 0 || inet_pton(AF_INET, h, a) == 1 ||
+           inet_pton(AF_INET6, h, a) == 1;
+}
+
+static void dial_addr(struct link *l, const char *addr)
 {
     struct links *ls = l->ls;
-    if (l->up || l->hs || ls->stopping)
-        return;
     char err[128];
     struct lconn *lc = calloc(1, sizeof *lc);
-    l->last_dial = mono_now();
-    l->attempts++;
     struct conn *c =
-        lc ? conn_dial(ls->pool, l->peer->host, l->peer->port, &link_ops, ls, lc, err, sizeof err)
-           : NULL;
+        lc ? conn_dial(ls->pool, addr, l->peer->port, &link_ops, ls, lc, err, sizeof err) : NULL;
     if (c == NULL) {
         log_msg(l->attempts == 1 ? LOG_WARN : LOG_DEBUG, "link %s: cannot dial %s:%u: %s",
-                l->peer->name, l->peer->host, (unsigned)l->peer->port, lc ? err : "out of memory");
+                l->peer->name, addr, (unsigned)l->peer->port, lc ? err : "out of memory");
         free(lc);
         backoff_redial(l);
         return;
@@ -86,6 +90,48 @@ static void dial_now(struct link *l)
         log_info("link %s: dialling %s", l->peer->name, c->peer);
     else
         log_debug("link %s: dialling %s (attempt %u)", l->peer->name, c->peer, l->attempts);
+}
+
+static void on_resolved(void *arg, const struct res_result *r)
+{
+    struct link *l = arg;
+    if (r->gone)
+        return;
+    l->resolving = 0;
+    struct links *ls = l->ls;
+    if (l->up || l->hs || ls->stopping)
+        return;
+    if (!r->ok) {
+        uint64_t quiet;
+        if (log_limit(&ls->res_warn, 10.0, &quiet))
+            log_warn("link %s: cannot resolve %s: %s (retrying with backoff; and %llu more "
+                     "since the last warning)",
+                     l->peer->name, l->peer->host, r->err, (unsigned long long)quiet);
+        backoff_redial(l);
+        return;
+    }
+    l->naddr = r->n;
+    l->addr_i = 0;
+    memcpy(l->addr, r->addr, sizeof l->addr);
+    log_debug("link %s: %s resolved to %s (%zu addresses)", l->peer->name, l->peer->host,
+              l->addr[0], l->naddr);
+    dial_addr(l, l->addr[0]);
+}
+
+static void dial_now(struct link *l)
+{
+    struct links *ls = l->ls;
+    if (l->up || l->hs || ls->stopping || l->resolving)
+        return;
+    l->last_dial = mono_now();
+    l->attempts++;
+    l->naddr = l->addr_i = 0;
+    if (host_is_numeric(l->peer->host) || ls->res == NULL) {
+        dial_addr(l, l->peer->host);
+        return;
+    }
+    l->resolving = 1;
+    res_lookup(ls->res, l->peer->host, on_resolved, l); /* again at every redial */
 }
 
 static void on_redial(struct ev_loop *loop, ev_timer *t, int revents)
@@ -342,6 +388,7 @@ static void on_close(struct conn *c, const char *why)
         return;
     struct link *l = lc->l;
     const char *reason = lc->why ? lc->why : why;
+    int dial_failed = 0;
     if (l->up == lc) {
         l->up = NULL;
         if (lc->batch_left > 0)
@@ -353,6 +400,7 @@ static void on_close(struct conn *c, const char *why)
         log_info("%s: handshake failed: %s", lc->label, reason);
     } else if (l->hs == lc) {
         l->hs = NULL;
+        dial_failed = lc->state == LC_DIALING;
         if (lc->state == LC_DIALING && l->attempts > 1)
             log_debug("link %s: dial failed: %s", l->peer->name, reason);
         else if (lc->state == LC_DIALING)
@@ -363,8 +411,12 @@ static void on_close(struct conn *c, const char *why)
     c->ud = NULL;
     buf_free(&lc->relay);
     free(lc);
-    if (l->we_dial && l->up == NULL && l->hs == NULL && !l->ls->stopping)
-        backoff_redial(l);
+    if (l->we_dial && l->up == NULL && l->hs == NULL && !l->ls->stopping) {
+        if (dial_failed && l->addr_i + 1 < l->naddr)
+            dial_addr(l, l->addr[++l->addr_i]); /* the name's next address */
+        else
+            backoff_redial(l);
+    }
 }
 
 static const struct conn_ops link_ops = {
@@ -461,6 +513,15 @@ struct links *links_new(struct ev_loop *loop, struct conn_pool *pool, struct sto
                          .v = v,
                          .n = me->npeers,
                          .rng = seed()};
+    for (size_t i = 0; i < me->npeers && ls->res == NULL; i++)
+        if (!host_is_numeric(cfg->servers[me->peers[i]].host)) {
+            ls->res = res_new(loop, err, errlen);
+            if (ls->res == NULL) {
+                free(ls);
+                free(v);
+                return NULL;
+            }
+        }
     ev_init(&ls->relay_timer, link_relay_flush_all);
     ls->relay_timer.data = ls;
     ev_init(&ls->summary_timer, on_summary);
@@ -531,6 +592,7 @@ void links_free(struct links *ls)
     for (size_t i = 0; i < ls->n; i++)
         if (ls->v[i].up)
             conn_close(ls->v[i].up->c, "worker stopping");
+    res_free(ls->res);
     free(ls->v);
     free(ls);
 }

@@ -102,6 +102,9 @@ static void test_all_keys(void **state)
     assert_string_equal(h->servers[0].host, "10.0.0.1");
     assert_string_equal(h->servers[0].node, "beta");
     cfg_free(h);
+    h = load_ok("[server A]\nport = 7\nhost = node-1.herd.example.\n");
+    assert_string_equal(h->servers[0].host, "node-1.herd.example.");
+    cfg_free(h);
 }
 
 static void test_layout_tolerance(void **state)
@@ -262,9 +265,15 @@ static void test_string_values_bad(void **state)
     key_bad("places_url", "https://");
     key_bad("places_url", "maps.googleapis.com");
     load_bad("[server A]\nport = 1\nhost = a b\n", "t.ini:3: bad value for host: a b");
-    load_bad("[server A]\nport = 1\nhost = node1.example\n",
-             "t.ini:3: bad value for host: node1.example (a numeric IPv4 or IPv6 address, "
-             "or localhost: herd resolves no names)");
+    load_bad("[server A]\nport = 1\nhost = -node1.example\n",
+             "t.ini:3: bad value for host: -node1.example (a numeric IPv4 or IPv6 address, "
+             "or a DNS name)");
+    load_bad("[server A]\nport = 1\nhost = node_1.example\n",
+             "t.ini:3: bad value for host: node_1.example (a numeric IPv4 or IPv6 address, "
+             "or a DNS name)");
+    load_bad("[server A]\nport = 1\nhost = 10.0.0.300\n",
+             "t.ini:3: bad value for host: 10.0.0.300 (a numeric IPv4 or IPv6 address, "
+             "or a DNS name)");
     load_bad("[server A]\nport = 1\nnode = x/y\n", "t.ini:3: bad value for node: x/y");
 }
 
