@@ -293,6 +293,15 @@ class HerdTestCase(unittest.TestCase):
         self.cfg_path = cfg
         return ports
 
+    def at_line(self, port, client):
+        """The AT line a WHATSAT for CLIENT gets at PORT, or None when unknown."""
+        c = self.client(port)
+        try:
+            first, _ = c.whatsat(client, timeout=5)
+        finally:
+            c.close()
+        return None if first is None or first.startswith("?") else first
+
     def log_text(self, name):
         with open(self.path("log", name + ".log"), errors="replace") as f:
             return f.read()

@@ -41,13 +41,6 @@ class TestDns(HerdTestCase):
             self.skipTest("no /etc/hosts name for 127.0.0.1 besides localhost")
         self.name = names[0]
 
-    def at_line(self, port, client):
-        c = self.client(port)
-        try:
-            first, _ = c.whatsat(client, timeout=5)
-        finally:
-            c.close()
-        return None if first is None or first.startswith("?") else first
 
     def test_flood_between_neighbours_named_by_dns(self):
         pa, pb = free_port(), free_port()

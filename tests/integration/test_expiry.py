@@ -21,14 +21,6 @@ def chain(names):
 
 
 class ExpiryCase(HerdTestCase):
-    def at_line(self, port, client):
-        """The AT line a WHATSAT for CLIENT gets at PORT, or None when unknown."""
-        c = self.client(port)
-        try:
-            first, _ = c.whatsat(client, timeout=5)
-        finally:
-            c.close()
-        return None if first is None or first.startswith("?") else first
 
     def wait_known(self, port, client, timeout=2 * SECOND):
         return wait_for(lambda: self.at_line(port, client), timeout, 0.02,

@@ -101,14 +101,6 @@ class HerdCase(HerdTestCase):
         self.fakes.append(f)
         return f
 
-    def at_line(self, port, client):
-        """The AT line a WHATSAT for CLIENT gets at PORT, or None when unknown."""
-        c = self.client(port)
-        try:
-            first, _ = c.whatsat(client, timeout=5)
-        finally:
-            c.close()
-        return None if first is None or first.startswith("?") else first
 
     def wait_known(self, port, client, timeout=SECOND, want=None):
         """Waits until PORT knows CLIENT (with AT line WANT when given)."""
