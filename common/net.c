@@ -135,6 +135,19 @@ int net_tcp_connect(const char *host, uint16_t port, char *err, size_t errlen)
     return fd;
 }
 
+/* A dial to a port on this host where nothing listens can be given that very
+ * port as its local one and connect to itself (TCP simultaneous open). It
+ * would then hold the port its server needs: say so and let the caller close. */
+static int connected_to_itself(int fd)
+{
+    struct sockaddr_storage a = {0}, b = {0};
+    socklen_t alen = sizeof a, blen = sizeof b;
+    if (getsockname(fd, (struct sockaddr *)&a, &alen) < 0 ||
+        getpeername(fd, (struct sockaddr *)&b, &blen) < 0)
+        return 0;
+    return alen == blen && memcmp(&a, &b, alen) == 0;
+}
+
 int net_connect_result(int fd, char *err, size_t errlen)
 {
     int soerr = 0;
@@ -144,6 +157,12 @@ int net_connect_result(int fd, char *err, size_t errlen)
     if (soerr != 0) {
         errno = soerr;
         return fail(err, errlen, "connect", -1);
+    }
+    if (connected_to_itself(fd)) {
+        if (err != NULL && errlen > 0)
+            snprintf(err, errlen, "connect: connected to itself (nothing listens there)");
+        errno = ECONNREFUSED;
+        return -1;
     }
     return 0;
 }

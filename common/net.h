@@ -20,7 +20,8 @@ int net_tcp_listen(const char *host, uint16_t port, int backlog, char *err, size
  */
 int net_tcp_connect(const char *host, uint16_t port, char *err, size_t errlen);
 
-/* 0 when a non-blocking connect succeeded, else -1 and the reason. */
+/* 0 when a non-blocking connect succeeded, else -1 and the reason (a
+ * connect that reached its own socket is refused). */
 int net_connect_result(int fd, char *err, size_t errlen);
 
 /* accept4 with SOCK_NONBLOCK|SOCK_CLOEXEC and TCP_NODELAY. -1 with errno. */
