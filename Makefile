@@ -23,7 +23,7 @@ VERSION_SH = v=$$(cat VERSION 2>/dev/null || echo 0); \
   case "$$d" in "") echo "$$v";; *.*) echo "$$d";; *) echo "$$v-g$$d";; esac
 HERD_VERSION := $(shell $(VERSION_SH))
 
-PKGS     := libcurl json-c inih libcrypto zlib libcares
+PKGS     := libcurl json-c inih libssl libcrypto zlib libcares
 WARN     := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
             -Wmissing-prototypes -Wformat=2 -Wvla -Wconversion -Wno-sign-conversion
 OPT      ?= -O2 -g
@@ -107,7 +107,8 @@ $(BINDIR)/herd-supervisor: $(call obj,$(SUP_SRC)) $(VERSION_O) $(LIBHERD)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
-$(BINDIR)/herdctl: $(call obj,$(CTL_SRC)) $(VERSION_O) $(LIBHERD)
+# check-config resolves names with the worker's own resolver (worker/resolve.c).
+$(BINDIR)/herdctl: $(call obj,$(CTL_SRC)) $(BUILD)/worker/resolve.o $(VERSION_O) $(LIBHERD)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
@@ -116,12 +117,13 @@ $(BINDIR)/herdctl: $(call obj,$(CTL_SRC)) $(VERSION_O) $(LIBHERD)
 -include tests/unit/deps.mk
 .SECONDEXPANSION:
 # Keep test and bench objects: they are intermediate, and make would delete them.
+# A bench NAME.c may have modules of its own in tests/bench/NAME/.
 .SECONDARY:
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $$(call obj,$$($$*_DEPS)) $(LIBHERD)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS) -lcmocka
 
-$(BUILD)/bench/%: $(BUILD)/tests/bench/%.o $(LIBHERD)
+$(BUILD)/bench/%: $(BUILD)/tests/bench/%.o $$(call obj,$$(wildcard tests/bench/$$*/*.c)) $(LIBHERD)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
@@ -176,7 +178,7 @@ lint: | $(DEPSTAMP)
 	  --inline-suppr --std=c11 -D_GNU_SOURCE -Icommon \
 	  --suppress=missingIncludeSystem common worker supervisor
 	clang-tidy --quiet $(COMMON_SRC) $(WORKER_SRC) worker/main.c $(SUP_SRC) $(CTL_SRC) -- \
-	  -std=c11 -D_GNU_SOURCE -Icommon $(shell pkg-config --cflags $(PKGS))
+	  -std=c11 -D_GNU_SOURCE -Icommon -Iworker $(shell pkg-config --cflags $(PKGS))
 	clang-format --dry-run --Werror common/*.[ch] worker/*.[ch] supervisor/*.[ch]
 
 format:

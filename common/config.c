@@ -221,6 +221,9 @@ void cfg_free(struct cfg_herd *h)
         free(h->servers[i].name);
         free(h->servers[i].host);
         free(h->servers[i].node);
+        free(h->servers[i].tls_ca);
+        free(h->servers[i].tls_cert);
+        free(h->servers[i].tls_key);
         free(h->servers[i].peers);
     }
     free(h->servers);
@@ -231,6 +234,9 @@ void cfg_free(struct cfg_herd *h)
     free(h->node);
     free(h->secret);
     free(h->secret_previous);
+    free(h->tls_ca);
+    free(h->tls_cert);
+    free(h->tls_key);
     free(h->places_url);
     free(h->places_fields);
     free(h->state_dir);

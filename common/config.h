@@ -22,11 +22,17 @@ enum cfg_kclass {
 /* places_api = new | legacy: which Google API answers WHATSAT (SPEC §4). */
 enum cfg_places_api { CFG_PLACES_NEW = 0, CFG_PLACES_LEGACY };
 
+/* link_tls = off | psk | cert: how links are protected (SPEC §5). */
+enum cfg_link_tls { CFG_TLS_OFF = 0, CFG_TLS_PSK, CFG_TLS_CERT };
+
 struct cfg_server {
     char *name;    /* owned; non-empty, no white space */
     char *host;    /* owned; listen and dial address, default 127.0.0.1 */
     char *node;    /* owned; NULL when not set */
     uint16_t port; /* 1..65535 */
+    /* owned, absolute; this server's tls_ca / tls_cert / tls_key, its own
+     * section's or else [herd]'s; NULL when neither sets it */
+    char *tls_ca, *tls_cert, *tls_key;
     size_t *peers; /* owned; indices into cfg_herd.servers, sorted, unique */
     size_t npeers;
     int line; /* line of its [server NAME] header, for messages */
@@ -60,11 +66,15 @@ struct cfg_herd {
     double log_link_summary; /* seconds between per-link traffic summaries at info (10) */
 
     /* links */
-    size_t link_queue_max;     /* bytes queued to one neighbour before the link drops (64 MiB) */
-    double link_backoff_min;   /* redial backoff, seconds (0.05) */
-    double link_backoff_max;   /* (2) */
-    double link_ping_interval; /* (1) */
-    double link_timeout;       /* silence that kills a link (5) */
+    size_t link_queue_max;      /* bytes queued to one neighbour before the link drops (64 MiB) */
+    double link_backoff_min;    /* redial backoff, seconds (0.05) */
+    double link_backoff_max;    /* (2) */
+    double link_ping_interval;  /* (1) */
+    double link_timeout;        /* silence that kills a link (5) */
+    enum cfg_link_tls link_tls; /* link_tls = off | psk | cert (off) */
+    char *tls_ca;               /* owned; absolute; [herd] defaults of the server keys */
+    char *tls_cert;             /* owned; absolute */
+    char *tls_key;              /* owned; absolute */
 
     /* places */
     enum cfg_places_api places_api; /* places_api = new | legacy (new) */
@@ -118,6 +128,13 @@ long cfg_index(const struct cfg_herd *herd, const char *name);
  */
 int cfg_server_changed(const struct cfg_herd *ha, const struct cfg_server *a,
                        const struct cfg_herd *hb, const struct cfg_server *b);
+
+/*
+ * With link_tls = off and a server whose host is not a loopback address (a
+ * name, or an address of the machine's network), the herd's links may cross
+ * machines in plaintext (SPEC §5): that server, for a warning; else NULL.
+ */
+const struct cfg_server *cfg_plaintext_across_machines(const struct cfg_herd *h);
 
 /* The [herd] keys, by index 0..cfg_nkeys()-1: name, class, and whether X and Y differ. */
 size_t cfg_nkeys(void);

@@ -5,6 +5,8 @@
  * the server's own keys, its neighbours' addresses and the CFG_K_RESTART
  * herd-wide keys of config_keys.c's table.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -33,6 +35,24 @@ static int hosts_clash(const char *a, const char *b)
     return strcasecmp(a, b) == 0;
 }
 
+/* S's TLS files: its own section's, else [herd]'s; cert mode needs all three. */
+static int tls_paths(struct cfgi_state *st, struct cfg_server *s)
+{
+    const struct cfg_herd *h = st->h;
+    if ((!s->tls_ca && h->tls_ca && !(s->tls_ca = strdup(h->tls_ca))) ||
+        (!s->tls_cert && h->tls_cert && !(s->tls_cert = strdup(h->tls_cert))) ||
+        (!s->tls_key && h->tls_key && !(s->tls_key = strdup(h->tls_key)))) {
+        cfgi_fail(st, 0, "out of memory");
+        return -1;
+    }
+    if (h->link_tls == CFG_TLS_CERT && (!s->tls_ca || !s->tls_cert || !s->tls_key))
+        cfgi_fail(st, s->line,
+                  "[server %s]: link_tls = cert needs tls_ca, tls_cert and tls_key (in [herd] "
+                  "or in [server %s])",
+                  s->name, s->name);
+    return 0;
+}
+
 static void check_servers(struct cfgi_state *st)
 {
     struct cfg_herd *h = st->h;
@@ -49,6 +69,8 @@ static void check_servers(struct cfgi_state *st)
             cfgi_fail(st, 0, "out of memory");
             return;
         }
+        if (tls_paths(st, s) < 0)
+            return;
     }
     for (size_t j = 1; j < h->nservers; j++) {
         const struct cfg_server *b = &h->servers[j];
@@ -182,7 +204,29 @@ int cfg_server_changed(const struct cfg_herd *ha, const struct cfg_server *a,
                        const struct cfg_herd *hb, const struct cfg_server *b)
 {
     if (!str_eq(a->name, b->name) || !str_eq(a->host, b->host) || a->port != b->port ||
-        !str_eq(a->node, b->node))
+        !str_eq(a->node, b->node) || !str_eq(a->tls_ca, b->tls_ca) ||
+        !str_eq(a->tls_cert, b->tls_cert) || !str_eq(a->tls_key, b->tls_key))
         return 1;
     return !same_peers(ha, a, hb, b) || cfg_herd_differs(ha, hb, CFG_K_RESTART);
+}
+
+static int host_is_loopback(const char *host)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (strcmp(host, "localhost") == 0)
+        return 1;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    return inet_pton(AF_INET6, host, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+}
+
+const struct cfg_server *cfg_plaintext_across_machines(const struct cfg_herd *h)
+{
+    if (h->link_tls != CFG_TLS_OFF)
+        return NULL;
+    for (size_t i = 0; i < h->nservers; i++)
+        if (h->servers[i].npeers > 0 && !host_is_loopback(h->servers[i].host))
+            return &h->servers[i];
+    return NULL;
 }

@@ -14,14 +14,14 @@
 
 #include "config.h"
 
-#define CFGI_NKEYS 40 /* keys of [herd], see config_keys.c */
+#define CFGI_NKEYS 44 /* keys of [herd], see config_keys.c */
 
 enum cfgi_sec { CFGI_SEC_NONE, CFGI_SEC_HERD, CFGI_SEC_SERVER };
 
 /* Parse-time facts about one server, parallel to cfg_herd.servers. */
 struct cfgi_srv {
     char *peers; /* owned copy of peers=, NULL when absent */
-    int line_port, line_peers, line_host, line_node;
+    int line_port, line_peers, line_host, line_node, line_ca, line_cert, line_key;
 };
 
 /* One load in progress. */
@@ -78,6 +78,7 @@ const char *cfgv_level(const char *s, enum log_level *out);
 
 /* new|legacy (case-insensitive). */
 const char *cfgv_places_api(const char *s, enum cfg_places_api *out);
+const char *cfgv_link_tls(const char *s, enum cfg_link_tls *out);
 
 /* Printable ASCII, no control bytes (a field mask, say). Nonzero when valid. */
 int cfgv_text_ok(const char *s);

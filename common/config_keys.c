@@ -23,7 +23,19 @@
     "places.shortFormattedAddress,places.types,places.businessStatus,places.plusCode,"             \
     "places.iconMaskBaseUri,places.iconBackgroundColor"
 
-enum ktype { K_PATH, K_NAME, K_SECRET, K_URL, K_TEXT, K_LEVEL, K_API, K_DUR, K_SIZE, K_COUNT };
+enum ktype {
+    K_PATH,
+    K_NAME,
+    K_SECRET,
+    K_URL,
+    K_TEXT,
+    K_LEVEL,
+    K_API,
+    K_TLS,
+    K_DUR,
+    K_SIZE,
+    K_COUNT
+};
 
 struct hkey {
     const char *name;
@@ -77,6 +89,10 @@ static const struct hkey hkeys[] = {
     {"link_backoff_max", K_DUR, CFG_K_LIVE, OFF(link_backoff_max), 2, MS, HOUR},
     {"link_ping_interval", K_DUR, CFG_K_LIVE, OFF(link_ping_interval), 1, MS, HOUR},
     {"link_timeout", K_DUR, CFG_K_LIVE, OFF(link_timeout), 5, MS, HOUR},
+    {"link_tls", K_TLS, CFG_K_RESTART, OFF(link_tls), 0, 0, 0},
+    {"tls_ca", K_PATH, CFG_K_RESTART, OFF(tls_ca), 0, 0, 0},
+    {"tls_cert", K_PATH, CFG_K_RESTART, OFF(tls_cert), 0, 0, 0},
+    {"tls_key", K_PATH, CFG_K_RESTART, OFF(tls_key), 0, 0, 0},
     {"heartbeat_interval", K_DUR, CFG_K_LIVE, OFF(heartbeat_interval), 1, MS, HOUR},
     {"heartbeat_timeout", K_DUR, CFG_K_SUP, OFF(heartbeat_timeout), 5, MS, HOUR},
     {"restart_backoff_min", K_DUR, CFG_K_SUP, OFF(restart_backoff_min), 0.1, MS, DAY},
@@ -186,6 +202,8 @@ static void set_herd_value(struct cfgi_state *st, const struct hkey *k, const ch
         bad = cfgv_level(v, &st->h->log_level);
     else if (k->type == K_API)
         bad = cfgv_places_api(v, &st->h->places_api);
+    else if (k->type == K_TLS)
+        bad = cfgv_link_tls(v, &st->h->link_tls);
     else if (k->type == K_DUR || k->type == K_SIZE || k->type == K_COUNT)
         bad = set_number(st->h, k, v, why, sizeof why);
     else
@@ -194,8 +212,8 @@ static void set_herd_value(struct cfgi_state *st, const struct hkey *k, const ch
         bad_value(st, k->name, v, bad);
         return;
     }
-    if (k->type == K_LEVEL || k->type == K_API || k->type == K_DUR || k->type == K_SIZE ||
-        k->type == K_COUNT)
+    if (k->type == K_LEVEL || k->type == K_API || k->type == K_TLS || k->type == K_DUR ||
+        k->type == K_SIZE || k->type == K_COUNT)
         return;
     if (!s) {
         cfgi_fail(st, 0, "out of memory");
@@ -233,6 +251,12 @@ static int *server_key_line(struct cfgi_srv *t, const char *name)
         return &t->line_host;
     if (strcmp(name, "node") == 0)
         return &t->line_node;
+    if (strcmp(name, "tls_ca") == 0)
+        return &t->line_ca;
+    if (strcmp(name, "tls_cert") == 0)
+        return &t->line_cert;
+    if (strcmp(name, "tls_key") == 0)
+        return &t->line_key;
     return NULL;
 }
 
@@ -267,8 +291,19 @@ void cfgi_server_key(struct cfgi_state *st, const char *name, const char *v)
         bad_value(st, name, v, "1 to 64 of A-Z a-z 0-9 _ . -");
         return;
     }
-    dst = line == &t->line_peers ? &t->peers : line == &t->line_host ? &s->host : &s->node;
-    if (!(*dst = strdup(v)))
+    const int tls_file = line == &t->line_ca || line == &t->line_cert || line == &t->line_key;
+    if (tls_file && *v == '\0') {
+        bad_value(st, name, v, "empty");
+        return;
+    }
+    dst = line == &t->line_peers  ? &t->peers
+          : line == &t->line_host ? &s->host
+          : line == &t->line_node ? &s->node
+          : line == &t->line_ca   ? &s->tls_ca
+          : line == &t->line_cert ? &s->tls_cert
+                                  : &s->tls_key;
+    *dst = tls_file ? cfgv_resolve(st->h->dir, v) : strdup(v);
+    if (!*dst)
         cfgi_fail(st, 0, "out of memory");
 }
 
@@ -383,6 +418,9 @@ void cfgi_finish_herd(struct cfgi_state *st)
     if (h->secret_previous && !h->secret)
         cfgi_fail(st, st->key_line[key_index("secret_previous")],
                   "secret_previous without secret: it is the secret being replaced");
+    if (h->link_tls == CFG_TLS_PSK && !h->secret)
+        cfgi_fail(st, st->key_line[key_index("link_tls")],
+                  "link_tls = psk without secret: the pre-shared key is derived from it");
     for (size_t i = 0; i < sizeof order_rules / sizeof order_rules[0]; i++)
         check_order(st, key_index(order_rules[i].lo), key_index(order_rules[i].hi),
                     order_rules[i].strict);
@@ -423,6 +461,8 @@ int cfg_key_differs(const struct cfg_herd *x, const struct cfg_herd *y, size_t i
         return x->log_level != y->log_level;
     if (k->type == K_API)
         return x->places_api != y->places_api;
+    if (k->type == K_TLS)
+        return x->link_tls != y->link_tls;
     if (k->type == K_DUR)
         return *(const double *)(const void *)px != *(const double *)(const void *)py;
     return *(const size_t *)(const void *)px != *(const size_t *)(const void *)py;

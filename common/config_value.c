@@ -150,6 +150,19 @@ const char *cfgv_places_api(const char *s, enum cfg_places_api *out)
     return NULL;
 }
 
+const char *cfgv_link_tls(const char *s, enum cfg_link_tls *out)
+{
+    if (strcasecmp(s, "off") == 0)
+        *out = CFG_TLS_OFF;
+    else if (strcasecmp(s, "psk") == 0)
+        *out = CFG_TLS_PSK;
+    else if (strcasecmp(s, "cert") == 0)
+        *out = CFG_TLS_CERT;
+    else
+        return "must be off, psk or cert";
+    return NULL;
+}
+
 int cfgv_text_ok(const char *s)
 {
     for (const unsigned char *p = (const unsigned char *)s; *p; p++)

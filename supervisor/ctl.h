@@ -3,7 +3,8 @@
  * (options and the simple commands), ctl_conf.c (finding and reading the
  * herd file), ctl_client.c (one request over the control socket),
  * ctl_start.c (start and stop), ctl_table.c (status output), ctl_logs.c
- * (logs), ctl_metrics.c (metrics in the Prometheus text format).
+ * (logs), ctl_metrics.c (metrics in the Prometheus text format), ctl_dns.c
+ * (check-config's look at the names in host).
  */
 #ifndef HERD_CTL_H
 #define HERD_CTL_H
@@ -51,10 +52,18 @@ struct ctl {
 const char *ctl_default_config(void);
 /* A warning on stderr when the file holds a secret others can read. */
 void ctl_check_secret_mode(const struct ctl *c);
+/* A warning when links may cross machines in plaintext; with link_tls =
+ * cert, one for each TLS file that cannot be read (it may be needed on
+ * another machine only) and for a tls_key others can read. */
+void ctl_check_tls(const struct ctl *c);
 /* loads c->config into c->cfg. With LENIENT, a file broken
  * outside [herd] still loads its [herd] (c->degraded set). 0, or -1 with
  * the file's FILE:LINE error in ERR. */
 int ctl_load_config(struct ctl *c, int lenient, char *err, size_t errlen);
+
+/* ctl_dns.c: looks up every host of the file given by name (2 s at most in
+ * all) and warns on stderr of each that does not resolve; 1 if it warned. */
+int ctl_check_names(const struct ctl *c);
 
 /* ctl_client.c: one request; 0 with *reply (caller frees), or CTL_ERR,
  * CTL_NOT_RUNNING, CTL_NOT_ALLOWED with the reason in ERR. */

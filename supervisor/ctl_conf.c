@@ -4,9 +4,11 @@
  * edit broke a [server] section, stop, status and reload still find the
  * supervisor: the [herd] sections are loaded on their own, with a stand-in
  * server, and the supervisor's own reading decides the rest. Also where the
- * file is looked for, and check-config's warning about a readable secret.
+ * file is looked for, and check-config's warnings about a readable secret
+ * and unreadable TLS files.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +47,51 @@ void ctl_check_secret_mode(const struct ctl *c)
                 "(mode %04o): chmod 600 it\n",
                 c->cfg->path, st.st_mode & S_IROTH ? "others" : "its group",
                 (unsigned)(st.st_mode & 07777));
+}
+
+/* One TLS file of SRV: there and readable, and a key not readable by others. */
+static void check_tls_file(const char *srv, const char *key, const char *path)
+{
+    struct stat st;
+
+    if (stat(path, &st) != 0 || access(path, R_OK) != 0) {
+        fprintf(stderr, "herdctl: warning: [server %s]: %s %s: %s (needed where %s runs)\n", srv,
+                key, path, strerror(errno), srv);
+        return;
+    }
+    if (strcmp(key, "tls_key") == 0 && (st.st_mode & (S_IRGRP | S_IROTH)))
+        fprintf(stderr,
+                "herdctl: warning: [server %s]: tls_key %s is readable by %s (mode %04o): "
+                "chmod 600 it\n",
+                srv, path, st.st_mode & S_IROTH ? "others" : "its group",
+                (unsigned)(st.st_mode & 07777));
+}
+
+void ctl_check_tls(const struct ctl *c)
+{
+    const struct cfg_server *open_link = cfg_plaintext_across_machines(c->cfg);
+    if (open_link != NULL)
+        fprintf(stderr,
+                "herdctl: warning: links may cross machines in plaintext ([server %s] host "
+                "%s): anyone on the path can read and alter them; set link_tls = psk\n",
+                open_link->name, open_link->host);
+    if (c->cfg->link_tls != CFG_TLS_CERT)
+        return;
+    for (size_t i = 0; i < c->cfg->nservers; i++) {
+        const struct cfg_server *s = &c->cfg->servers[i];
+        const char *keys[] = {"tls_ca", "tls_cert", "tls_key"};
+        const char *paths[] = {s->tls_ca, s->tls_cert, s->tls_key};
+        for (size_t k = 0; k < 3; k++) {
+            int seen = 0; /* the [herd] defaults are shared: one warning per file */
+            for (size_t j = 0; j < i && !seen; j++) {
+                const struct cfg_server *o = &c->cfg->servers[j];
+                const char *op[] = {o->tls_ca, o->tls_cert, o->tls_key};
+                seen = op[k] != NULL && paths[k] != NULL && strcmp(op[k], paths[k]) == 0;
+            }
+            if (!seen && paths[k] != NULL)
+                check_tls_file(s->name, keys[k], paths[k]);
+        }
+    }
 }
 
 static char *read_file(const char *path)

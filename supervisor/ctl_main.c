@@ -456,6 +456,8 @@ static int other_file(const struct ctl *c, char *msg, size_t len)
 static int cmd_check(const struct ctl *c)
 {
     ctl_check_secret_mode(c);
+    ctl_check_tls(c);
+    ctl_check_names(c); /* warnings only: a name may resolve where the herd runs */
     printf("%s: syntax is ok, %zu server%s\n", c->config, c->cfg->nservers,
            c->cfg->nservers == 1 ? "" : "s");
     return CTL_EXIT_OK;

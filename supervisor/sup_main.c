@@ -430,6 +430,11 @@ int main(int argc, char **argv)
     watch_signals(s);
     log_info("herd-supervisor pid %d: %s, control socket %s", (int)getpid(), s->cfg->path,
              s->sock_path);
+    const struct cfg_server *open_link = cfg_plaintext_across_machines(s->cfg);
+    if (open_link != NULL)
+        log_warn("links may cross machines in plaintext ([server %s] host %s): anyone on the "
+                 "path can read and alter them; set link_tls = psk",
+                 open_link->name, open_link->host);
     start_workers(s);
     if (!s->foreground)
         detach_done(notify);

@@ -123,6 +123,10 @@ static int str_eq(const char *a, const char *b)
 /* Why NEU cannot be rolled without losing records, or NULL. */
 static const char *unsafe(const struct cfg_herd *old, const struct cfg_herd *neu)
 {
+    if (old->link_tls != neu->link_tls)
+        return "link_tls changes: each restarted worker could link to no neighbour still "
+               "running the old mode, and would come back with none of the herd's records; "
+               "stop the herd, then start it (state_dir keeps the records), or reload --force";
     if (str_eq(old->secret, neu->secret))
         return NULL;
     if (old->secret != NULL && neu->secret != NULL && str_eq(neu->secret_previous, old->secret))

@@ -1,11 +1,13 @@
 /*
- * conn: connection lifetimes, line splitting and the per-iteration flush.
- * Input is read into the pool's one scratch buffer and split into lines in
- * place; only a partial line is copied into the connection's own buffer, so
- * ten thousand idle clients hold no buffers at all. Every state change goes
- * through this file, and a conn is freed only by conn_pool_reap().
+ * conn: connection lifetimes, line splitting, a link's TLS handshake, and
+ * one conn's part of the per-iteration flush. Input is read into the pool's
+ * one scratch buffer and split into lines in place; only a partial line is
+ * copied into the connection's own buffer, so ten thousand idle clients hold
+ * no buffers at all. Every state change goes through this file, and a conn
+ * is freed only by conn_pool_reap() (conn_pool.c).
  */
 #include "conn.h"
+#include "conn_int.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -16,22 +18,10 @@
 
 #include "log.h"
 #include "net.h"
+#include "stream.h"
+#include "tls.h"
 
-#define READ_CHUNK ((size_t)64 * 1024)
-#define OUT_KEEP   ((size_t)16 * 1024) /* output buffer kept once drained */
-
-struct conn_pool {
-    struct ev_loop *loop;
-    const struct cfg_herd *cfg;
-    struct conn *conns;       /* every conn not closed yet */
-    struct conn *dirty;       /* client conns with output or input to process */
-    struct conn *dirty_links; /* the same for links, written first */
-    struct conn *dead;        /* closed, to free in conn_pool_reap */
-    size_t nclients, nlinks;
-    uint64_t next_id;
-    struct log_limit over_warn; /* conns closed for output over their limit */
-    char scratch[READ_CHUNK];
-};
+#define OUT_KEEP ((size_t)16 * 1024) /* output buffer kept once drained */
 
 static void mark_dirty(struct conn *c)
 {
@@ -65,6 +55,9 @@ void conn_close(struct conn *c, const char *why)
     ev_io_stop(pool->loop, &c->rio);
     ev_io_stop(pool->loop, &c->wio);
     ev_timer_stop(pool->loop, &c->idle);
+    tls_conn_free(c->tls);
+    c->tls = NULL;
+    c->tls_hs = 0;
     close(c->fd);
     c->fd = -1;
     if (c->is_link)
@@ -115,10 +108,13 @@ void conn_pause(struct conn *c, int paused)
     if (c->state != CONN_OPEN && c->state != CONN_HALF_CLOSED)
         return;
     if (c->state == CONN_OPEN) {
-        if (paused)
+        if (paused) {
             ev_io_stop(c->pool->loop, &c->rio);
-        else
+        } else {
             ev_io_start(c->pool->loop, &c->rio);
+            if (c->tls) /* decrypted bytes may wait inside the session */
+                ev_feed_event(c->pool->loop, &c->rio, EV_READ);
+        }
     }
     /* Lines read before the pause (or the end of input) wait for the flush. */
     if (!paused && (buf_len(&c->in) > 0 || c->state == CONN_HALF_CLOSED)) {
@@ -127,7 +123,7 @@ void conn_pause(struct conn *c, int paused)
     }
 }
 
-void conn_set_idle(struct conn *c, double seconds)
+static void idle_restart(struct conn *c, double seconds)
 {
     c->idle_timeout = seconds;
     ev_timer_stop(c->pool->loop, &c->idle);
@@ -135,6 +131,15 @@ void conn_set_idle(struct conn *c, double seconds)
         c->idle.repeat = seconds;
         ev_timer_again(c->pool->loop, &c->idle);
     }
+}
+
+void conn_set_idle(struct conn *c, double seconds)
+{
+    if (c->tls_hs) { /* the handshake's bound stays; this applies after it */
+        c->idle_after_hs = seconds;
+        return;
+    }
+    idle_restart(c, seconds);
 }
 
 void conn_set_ops(struct conn *c, const struct conn_ops *ops, void *ctx, void *ud, int as_link)
@@ -248,6 +253,109 @@ static void linger_read(struct conn *c)
         conn_close(c, strerror(errno));
 }
 
+static void tls_failed(struct conn *c, const char *why)
+{
+    char reason[192];
+    uint64_t quiet;
+    if (log_limit(&c->pool->tls_warn, 1.0, &quiet))
+        log_warn("%s %s: TLS handshake failed: %s (and %llu more since the last warning)",
+                 c->is_link ? "link to" : "connection from", c->peer, why,
+                 (unsigned long long)quiet);
+    snprintf(reason, sizeof reason, "TLS handshake failed: %s", why);
+    conn_close(c, reason);
+}
+
+/* One step of the TLS handshake, from either watcher. Once it is done a
+ * dialled conn is connected; bytes queued meanwhile go out. */
+static void tls_step(struct conn *c)
+{
+    struct ev_loop *loop = c->pool->loop;
+    char why[160] = "";
+    enum tls_rc rc = tls_handshake(c->tls, why, sizeof why);
+    if (rc == TLS_WANT_READ || rc == TLS_WANT_WRITE) {
+        ev_io_start(loop, &c->rio);
+        if (rc == TLS_WANT_WRITE)
+            ev_io_start(loop, &c->wio);
+        else
+            ev_io_stop(loop, &c->wio);
+        return;
+    }
+    if (rc != TLS_DONE) {
+        tls_failed(c, rc == TLS_CLOSED ? "the peer closed the session" : why);
+        return;
+    }
+    c->tls_hs = 0;
+    ev_io_stop(loop, &c->wio);
+    idle_restart(c, c->idle_after_hs);
+    conn_tls_describe(c, why, sizeof why);
+    log_debug("%s %s: %s", c->is_link ? "link to" : "connection from", c->peer, why);
+    /* A conn accepted from a neighbour is still a client conn here. */
+    if (c->is_link && c->ops->on_connect) {
+        c->ops->on_connect(c);
+        if (c->state == CONN_CLOSED)
+            return;
+    }
+    if (buf_len(&c->out) > 0)
+        mark_dirty(c);
+    ev_feed_event(loop, &c->rio, EV_READ); /* the peer's first lines may be decrypted already */
+}
+
+static void start_tls(struct conn *c, int server)
+{
+    c->tls_hs = 1;
+    c->idle_after_hs = c->idle_timeout;
+    idle_restart(c, c->pool->cfg->link_timeout); /* a handshake is a link's */
+    if (server)
+        tls_step(c);
+}
+
+/* An accepted conn while links use TLS: a first byte that starts a TLS
+ * handshake makes it a TLS conn (a neighbour), anything else is plaintext (a
+ * client, or a knock). Returns 1 when plaintext reading goes on. */
+static int sniff(struct conn *c)
+{
+    unsigned char b;
+    ssize_t n = recv(c->fd, &b, 1, MSG_PEEK);
+    if (n < 0) {
+        if (errno != EAGAIN && errno != EINTR)
+            conn_close(c, strerror(errno));
+        return 0;
+    }
+    c->sniffed = 1;
+    if (n == 0 || b != TLS_HANDSHAKE_BYTE)
+        return 1;
+    if ((c->tls = tls_conn_new(c->pool->tls, c->fd, 1)) == NULL) {
+        conn_close(c, "out of memory");
+        return 0;
+    }
+    start_tls(c, 1);
+    return 0;
+}
+
+/* link_tls = off here: a ClientHello is a neighbour that wants TLS. */
+static int refuse_tls(struct conn *c, const char *data, size_t len)
+{
+    c->sniffed = 1;
+    if (c->is_link || !stream_looks_like_tls(data, len))
+        return 0;
+    uint64_t quiet;
+    if (log_limit(&c->pool->tls_warn, 1.0, &quiet))
+        log_warn("connection from %s: a TLS handshake, but link_tls = off here; closing (and "
+                 "%llu more since the last warning)",
+                 c->peer, (unsigned long long)quiet);
+    conn_close(c, "TLS handshake, but link_tls = off");
+    return 1;
+}
+
+static void on_eof(struct conn *c)
+{
+    c->peer_eof = 1;
+    c->state = CONN_HALF_CLOSED;
+    ev_io_stop(c->pool->loop, &c->rio);
+    log_debug("%s %s: end of input", c->is_link ? "link" : "client", c->peer);
+    finish_input(c);
+}
+
 static void on_readable(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct conn *c = io->data;
@@ -256,23 +364,35 @@ static void on_readable(struct ev_loop *loop, ev_io *io, int revents)
         linger_read(c);
         return;
     }
-    ssize_t n = read(c->fd, c->pool->scratch, sizeof c->pool->scratch);
-    if (n == 0) { /* the peer is done sending; it may still read */
-        c->peer_eof = 1;
-        c->state = CONN_HALF_CLOSED;
-        ev_io_stop(loop, &c->rio);
-        log_debug("%s %s: end of input", c->is_link ? "link" : "client", c->peer);
-        finish_input(c);
+    if (c->state != CONN_OPEN || c->reading_paused) /* a fed event after a change */
+        return;
+    if (c->tls_hs) {
+        tls_step(c);
         return;
     }
-    if (n < 0) {
-        if (errno != EAGAIN && errno != EINTR)
-            conn_close(c, strerror(errno));
+    if (!c->sniffed && c->pool->tls && !c->is_link && !sniff(c))
         return;
+    char why[160] = "";
+    size_t n = 0;
+    char *data = c->pool->scratch;
+    switch (stream_read(c->fd, c->tls, data, sizeof c->pool->scratch, &n, why, sizeof why)) {
+    case STREAM_OK: break;
+    case STREAM_AGAIN: return;
+    case STREAM_AGAIN_WRITE:
+        c->tls_rwant_w = 1;
+        ev_io_start(loop, &c->wio);
+        return;
+    case STREAM_EOF: on_eof(c); return; /* the peer is done sending; it may still read */
+    case STREAM_ERROR: conn_close(c, why); return;
     }
+    if (!c->sniffed && refuse_tls(c, data, n))
+        return;
     if (c->idle_timeout > 0)
         ev_timer_again(loop, &c->idle);
-    process_read(c, c->pool->scratch, (size_t)n);
+    process_read(c, data, n);
+    /* A full scratch may have left records inside the TLS session. */
+    if (c->tls && n == sizeof c->pool->scratch && c->state == CONN_OPEN)
+        ev_feed_event(loop, &c->rio, EV_READ);
 }
 
 /* Everything owed is written: shut our side and wait for the peer's EOF,
@@ -280,6 +400,8 @@ static void on_readable(struct ev_loop *loop, ev_io *io, int revents)
 static void drained(struct conn *c)
 {
     struct ev_loop *loop = c->pool->loop;
+    if (c->tls)
+        tls_shutdown(c->tls); /* close_notify: the peer tells our end from a cut */
     if (c->peer_eof || shutdown(c->fd, SHUT_WR) < 0) {
         conn_close(c, "drained");
         return;
@@ -295,21 +417,23 @@ static void drained(struct conn *c)
 static int try_write(struct conn *c)
 {
     struct ev_loop *loop = c->pool->loop;
-    while (buf_len(&c->out) > 0) {
-        ssize_t n = write(c->fd, buf_head(&c->out), buf_len(&c->out));
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN) {
-                ev_io_start(loop, &c->wio);
-                return 0;
-            }
-            conn_close(c, strerror(errno));
+    if (buf_len(&c->out) > 0) {
+        char why[160] = "";
+        size_t n = 0;
+        enum stream_rc rc =
+            stream_write(c->fd, c->tls, buf_head(&c->out), buf_len(&c->out), &n, why, sizeof why);
+        buf_consume(&c->out, n, OUT_KEEP);
+        if (rc == STREAM_AGAIN) {
+            ev_io_start(loop, &c->wio);
+            return 0;
+        }
+        if (rc != STREAM_OK) {
+            conn_close(c, rc == STREAM_EOF ? "the peer closed the session" : why);
             return -1;
         }
-        buf_consume(&c->out, (size_t)n, OUT_KEEP);
     }
-    ev_io_stop(loop, &c->wio);
+    if (!c->tls_rwant_w) /* else a TLS read still waits for writable */
+        ev_io_stop(loop, &c->wio);
     if (c->state == CONN_DRAINING) {
         drained(c);
         return c->state == CONN_CLOSED ? -1 : 0;
@@ -337,10 +461,22 @@ static void on_writable(struct ev_loop *loop, ev_io *io, int revents)
             return;
         }
         ev_io_start(loop, &c->rio);
+        if (c->tls_hs) {
+            tls_step(c); /* on_connect once the handshake is done */
+            return;
+        }
         if (c->ops->on_connect)
             c->ops->on_connect(c);
         if (c->state == CONN_CLOSED)
             return;
+    }
+    if (c->tls_hs) {
+        tls_step(c);
+        return;
+    }
+    if (c->tls_rwant_w) { /* the read can go on; try_write stops wio if nothing is queued */
+        c->tls_rwant_w = 0;
+        ev_feed_event(loop, &c->rio, EV_READ);
     }
     if (try_write(c) == 0)
         after_write(c);
@@ -353,6 +489,10 @@ static void on_idle(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     if (c->state == CONN_LINGER) {
         conn_close(c, "linger timeout");
+        return;
+    }
+    if (c->tls_hs) {
+        tls_failed(c, "timed out");
         return;
     }
     log_info("%s %s: idle for %.0f s, closing", c->is_link ? "link" : "client", c->peer,
@@ -421,19 +561,38 @@ struct conn *conn_dial(struct conn_pool *pool, const char *host, uint16_t port,
     return c;
 }
 
-struct conn_pool *conn_pool_new(struct ev_loop *loop, const struct cfg_herd *cfg)
+int conn_start_tls(struct conn *c)
 {
-    struct conn_pool *pool = calloc(1, sizeof *pool);
-    if (pool == NULL)
-        return NULL;
-    pool->loop = loop;
-    pool->cfg = cfg;
-    return pool;
+    if (c->pool->tls == NULL || (c->tls = tls_conn_new(c->pool->tls, c->fd, 0)) == NULL) {
+        conn_close(c, c->pool->tls ? "out of memory" : "link_tls is off");
+        return -1;
+    }
+    start_tls(c, 0); /* the handshake starts once the dial connects */
+    return 0;
 }
 
-/* One conn off a dirty list: input that waited, then output. */
-static void flush_one(struct conn_pool *pool, struct conn *c)
+int conn_is_tls(const struct conn *c)
 {
+    return c->tls != NULL && !c->tls_hs;
+}
+
+int conn_tls_peer_names(const struct conn *c, const char *name, const char *host)
+{
+    return conn_is_tls(c) && tls_peer_names(c->tls, name, host);
+}
+
+void conn_tls_describe(const struct conn *c, char *out, size_t outlen)
+{
+    if (conn_is_tls(c))
+        tls_describe(c->tls, out, outlen);
+    else
+        snprintf(out, outlen, "plaintext");
+}
+
+/* Input that waited for a resume, then output. */
+void conn_flush_one(struct conn *c)
+{
+    struct conn_pool *pool = c->pool;
     if (c->resume && (c->state == CONN_OPEN || c->state == CONN_HALF_CLOSED)) {
         c->resume = 0;
         if (c->state == CONN_OPEN)
@@ -447,76 +606,6 @@ static void flush_one(struct conn_pool *pool, struct conn *c)
             return;
         }
     }
-    if (!c->dialing && try_write(c) == 0)
+    if (!c->dialing && !c->tls_hs && try_write(c) == 0)
         after_write(c);
-}
-
-void conn_pool_flush(struct conn_pool *pool)
-{
-    while (pool->dirty_links || pool->dirty) {
-        struct conn **list = pool->dirty_links ? &pool->dirty_links : &pool->dirty;
-        struct conn *c = *list;
-        *list = c->next_dirty;
-        c->dirty = 0;
-        if (c->state != CONN_CLOSED)
-            flush_one(pool, c);
-    }
-}
-
-void conn_pool_reap(struct conn_pool *pool)
-{
-    while (pool->dead) {
-        struct conn *c = pool->dead;
-        pool->dead = c->next;
-        buf_free(&c->in);
-        buf_free(&c->out);
-        free(c);
-    }
-}
-
-void conn_pool_stop_reading(struct conn_pool *pool)
-{
-    for (struct conn *c = pool->conns; c; c = c->next)
-        conn_stop_reading(c); /* never closes c: the list stays intact */
-}
-
-void conn_pool_free(struct conn_pool *pool)
-{
-    if (pool == NULL)
-        return;
-    while (pool->conns)
-        conn_close(pool->conns, "worker stopping");
-    pool->dirty = pool->dirty_links = NULL;
-    conn_pool_reap(pool);
-    free(pool);
-}
-
-void conn_pool_reconfigure(struct conn_pool *pool)
-{
-    for (struct conn *c = pool->conns; c; c = c->next) {
-        if (c->is_link || c->state != CONN_OPEN)
-            continue;
-        c->max_line = pool->cfg->max_line;
-        c->out_max = pool->cfg->client_output_max;
-        if (c->idle_timeout != pool->cfg->idle_timeout)
-            conn_set_idle(c, pool->cfg->idle_timeout);
-    }
-}
-
-size_t conn_pool_clients(const struct conn_pool *pool)
-{
-    return pool->nclients;
-}
-
-size_t conn_pool_links(const struct conn_pool *pool)
-{
-    return pool->nlinks;
-}
-
-size_t conn_pool_queued(const struct conn_pool *pool)
-{
-    size_t n = 0;
-    for (const struct conn *c = pool->conns; c; c = c->next)
-        n += buf_len(&c->out);
-    return n;
 }

@@ -36,6 +36,8 @@ enum conn_state {
 /* How long a lingering conn waits for the peer's EOF. */
 #define CONN_LINGER_S 2.0
 
+struct tls_ctx;
+
 struct conn_ops {
     /* A dialled connection is established (links only). */
     void (*on_connect)(struct conn *c);
@@ -77,6 +79,11 @@ struct conn {
     unsigned resume : 1;      /* buffered lines wait for processing */
     unsigned peer_eof : 1;    /* the peer sent EOF: a last partial line counts */
     unsigned eof_told : 1;    /* on_eof has run */
+    unsigned tls_hs : 1;      /* a TLS handshake is in progress: no lines yet */
+    unsigned sniffed : 1;     /* the first input was looked at (TLS or not) */
+    unsigned tls_rwant_w : 1; /* a TLS read waits for the socket to be writable */
+    struct tls_conn *tls;     /* owned: the TLS session, NULL for plaintext */
+    double idle_after_hs;     /* the idle timeout to restore after the handshake */
     struct conn *prev, *next; /* the pool's list of live conns */
     struct conn *next_dirty;
     uint64_t id;
@@ -85,6 +92,12 @@ struct conn {
 /* A pool on LOOP whose conns take their limits from CFG when they are made
  * (CFG is borrowed; live changes to it apply to new conns). NULL: no memory. */
 struct conn_pool *conn_pool_new(struct ev_loop *loop, const struct cfg_herd *cfg);
+
+/* Links use TLS with CTX (borrowed, NULL: off): conns accepted from now on
+ * whose first byte starts a TLS handshake get a TLS session, whose
+ * handshake must be done within link_timeout of that byte. With NULL a
+ * ClientHello is refused with a warning (link_tls = off here). */
+void conn_pool_set_tls(struct conn_pool *pool, struct tls_ctx *ctx);
 
 /* Closes every conn (without writing) and frees the pool. NULL is fine. */
 void conn_pool_free(struct conn_pool *pool);
@@ -120,6 +133,22 @@ struct conn *conn_accept(struct conn_pool *pool, int fd, const char *peer,
  */
 struct conn *conn_dial(struct conn_pool *pool, const char *host, uint16_t port,
                        const struct conn_ops *ops, void *ctx, void *ud, char *err, size_t errlen);
+
+/* Wraps a dialled conn (conn_dial, before it connects) in TLS with the
+ * pool's context: on_connect runs once the handshake is done, on_close if
+ * it fails or takes over link_timeout (from the dial). -1 (the conn is
+ * closed): no context or no memory. */
+int conn_start_tls(struct conn *c);
+
+/* 1 when the conn runs TLS (its handshake done). */
+int conn_is_tls(const struct conn *c);
+
+/* After the handshake: the peer's certificate names NAME or HOST (always 1
+ * in psk mode, 0 for a plaintext conn). See tls_peer_names(). */
+int conn_tls_peer_names(const struct conn *c, const char *name, const char *host);
+
+/* "TLSv1.3 TLS_AES_128_GCM_SHA256 psk", or "plaintext". */
+void conn_tls_describe(const struct conn *c, char *out, size_t outlen);
 
 /* Queues LEN bytes for the peer. Past out_max the conn closes ("output over
  * limit") and -1 is returned; -1 too once the conn is lingering or closed. */

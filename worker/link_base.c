@@ -106,6 +106,15 @@ struct link *link_find(struct links *ls, struct proto_str name)
     return NULL;
 }
 
+void link_take_addrs(struct link *l, const struct res_result *r, const char *next)
+{
+    l->naddr = r->n;
+    l->addr_i = 0;
+    memcpy(l->addr, r->addr, sizeof l->addr);
+    log_debug("link %s: %s resolved to %s (%zu addresses), %s", l->peer->name, l->peer->host,
+              l->addr[0], l->naddr, next);
+}
+
 void link_schedule_redial(struct link *l, double delay)
 {
     struct ev_loop *loop = l->ls->loop;

@@ -94,8 +94,9 @@ struct link {
     double last_dial;
     double up_since;
     unsigned attempts; /* dials since the link was last up */
-    /* the neighbour's host resolved (links.c): tried in order, again at
-     * every redial so a neighbour that moves is found */
+    /* the neighbour's host resolved: tried in order, again at every redial
+     * so a neighbour that moves is found (links.c); for a neighbour that
+     * dials us, where the start-up knock goes (link_knock.c) */
     int resolving;
     size_t naddr, addr_i;
     char addr[RES_MAX_ADDRS][RES_ADDR_MAX];
@@ -128,6 +129,10 @@ struct link *link_find(struct links *ls, struct proto_str name);
 /* link_base.c: tells the layer above that a link changed (up, down, synced). */
 void link_report(struct links *ls);
 
+/* link_base.c: L's peer host resolved to R (ok): its addresses, to try
+ * from the first; NEXT ("dialling", "knocking") is for the debug line. */
+void link_take_addrs(struct link *l, const struct res_result *r, const char *next);
+
 /* link_base.c: (re)starts L's redial timer to fire after DELAY seconds. */
 void link_schedule_redial(struct link *l, double delay);
 
@@ -150,6 +155,20 @@ void link_label_unproved(struct lconn *lc);
 
 /* link_base.c: logs the reason of a REFUSED line from LC's peer, escaped. */
 void link_log_refused(const struct lconn *lc, struct proto_str reason);
+
+/* link_hs.c: the handshake's checks and refusals. */
+/* Refuses the handshake on LC: logged at warn, REFUSED sent, then closed. */
+void link_refuse(struct lconn *lc, const char *reason);
+/* The same for a conn not adopted yet (a bad HELLO on the client port). */
+void link_refuse_conn(struct links *ls, struct conn *c, const char *reason);
+/* A dialler refused us (our certificate) before any HELLO: logged, closed. */
+void link_refused_by_dialler(struct links *ls, struct conn *c, struct proto_str reason);
+/* Checks the neighbour's proof; refuses and returns -1 when it is wrong. */
+int link_check_proof(struct lconn *lc, const struct link_msg *m);
+/* Sends our proof in a "HERD/1 VERB proof" line; -1 when LC closed. */
+int link_send_proof(struct lconn *lc, const char *verb);
+/* A HELLO on C claiming L came as link_tls wants; refuses and returns 0 if not. */
+int link_tls_fits(struct links *ls, struct conn *c, const struct link *l);
 
 /* link_base.c: logs LC's traffic summary if there was any, and resets it. */
 void link_summary(struct lconn *lc, const char *when);

@@ -7,6 +7,7 @@
  * sooner (at most once per link_backoff_min), never touch a live link.
  */
 #include <stdio.h>
+#include <string.h>
 
 #include "link_int.h"
 #include "log.h"
@@ -42,6 +43,7 @@ void link_got_knock(struct links *ls, struct conn *c, const struct link_msg *m)
 static void knock_connected(struct conn *c)
 {
     struct link *l = c->ud;
+    l->addr_i = l->naddr; /* connected: no other address to try */
     char line[2 * LINK_NAME_MAX + 32];
     int n = snprintf(line, sizeof line, "%s KNOCK %s %s\n", LINK_VERSION, link_self_name(l->ls),
                      l->peer->name);
@@ -70,12 +72,18 @@ static void knock_overlong(struct conn *c, const char *first, size_t limit)
     conn_close(c, "line too long");
 }
 
+static void knock_dial(struct link *l);
+
 static void knock_close(struct conn *c, const char *why)
 {
     struct link *l = c->ud;
     if (l && l->knock == c)
         l->knock = NULL;
     log_debug("link %s: knock done: %s", l ? l->peer->name : "?", why);
+    if (l && !l->ls->stopping && l->addr_i + 1 < l->naddr) {
+        l->addr_i++; /* the connect failed: the name's next address */
+        knock_dial(l);
+    }
 }
 
 static const struct conn_ops knock_ops = {
@@ -85,14 +93,49 @@ static const struct conn_ops knock_ops = {
     .on_close = knock_close,
 };
 
-void link_knock(struct link *l)
+/* Knocks at the address l->addr[l->addr_i] (the host itself when it is
+ * numeric: naddr 0), then at the next ones while a connect fails. */
+static void knock_dial(struct link *l)
 {
     char err[128];
     struct links *ls = l->ls;
-    l->knock =
-        conn_dial(ls->pool, l->peer->host, l->peer->port, &knock_ops, ls, l, err, sizeof err);
-    if (l->knock == NULL)
-        log_debug("link %s: no knock: %s", l->peer->name, err);
-    else
-        conn_set_idle(l->knock, ls->cfg->link_timeout);
+    for (;;) {
+        const char *addr = l->naddr ? l->addr[l->addr_i] : l->peer->host;
+        l->knock = conn_dial(ls->pool, addr, l->peer->port, &knock_ops, ls, l, err, sizeof err);
+        if (l->knock != NULL) {
+            conn_set_idle(l->knock, ls->cfg->link_timeout);
+            return;
+        }
+        log_debug("link %s: no knock at %s: %s", l->peer->name, addr, err);
+        if (l->addr_i + 1 >= l->naddr)
+            return;
+        l->addr_i++;
+    }
+}
+
+static void knock_resolved(void *arg, const struct res_result *r)
+{
+    struct link *l = arg;
+    if (r->gone || l->ls->stopping)
+        return;
+    l->resolving = 0;
+    if (!r->ok) {
+        /* Only a hint: the neighbour dials us with its backoff anyway. */
+        log_info("link %s: no knock: cannot resolve %s: %s", l->peer->name, l->peer->host, r->err);
+        return;
+    }
+    link_take_addrs(l, r, "knocking");
+    knock_dial(l);
+}
+
+void link_knock(struct link *l)
+{
+    struct links *ls = l->ls;
+    l->naddr = l->addr_i = 0;
+    if (ls->res == NULL || res_host_is_numeric(l->peer->host)) {
+        knock_dial(l);
+        return;
+    }
+    l->resolving = 1;
+    res_lookup(ls->res, l->peer->host, knock_resolved, l);
 }

@@ -3,11 +3,11 @@
  * each pair, the server whose name sorts first dials and redials with
  * jittered exponential backoff, forever; the other accepts on its client
  * port (and knocks, link_knock.c). Owns the links, dialling and the
- * handshake; traffic on live links is link_sync.c's.
+ * handshake's steps (its checks are link_hs.c's); traffic on live links is
+ * link_sync.c's.
  */
 #include "links.h"
 
-#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,14 +60,6 @@ static void setup_conn(struct links *ls, struct conn *c)
         log_debug("link %s: keepalive not set", c->peer);
 }
 
-/* A numeric address (or localhost) needs no lookup. */
-static int host_is_numeric(const char *h)
-{
-    unsigned char a[16];
-    return strcmp(h, "localhost") == 0 || inet_pton(AF_INET, h, a) == 1 ||
-           inet_pton(AF_INET6, h, a) == 1;
-}
-
 static void dial_addr(struct link *l, const char *addr)
 {
     struct links *ls = l->ls;
@@ -78,14 +70,20 @@ static void dial_addr(struct link *l, const char *addr)
     if (c == NULL) {
         log_msg(l->attempts == 1 ? LOG_WARN : LOG_DEBUG, "link %s: cannot dial %s:%u: %s",
                 l->peer->name, addr, (unsigned)l->peer->port, lc ? err : "out of memory");
+        int next = lc != NULL && l->addr_i + 1 < l->naddr; /* "no route": try the next */
         free(lc);
-        backoff_redial(l);
+        if (next)
+            dial_addr(l, l->addr[++l->addr_i]);
+        else
+            backoff_redial(l);
         return;
     }
     *lc = (struct lconn){.l = l, .c = c, .state = LC_DIALING, .dialled = 1};
     link_label_unproved(lc);
     l->hs = lc;
     setup_conn(ls, c);
+    if (ls->cfg->link_tls != CFG_TLS_OFF && conn_start_tls(c) < 0)
+        return; /* closed: on_close redialled */
     if (l->attempts == 1)
         log_info("link %s: dialling %s", l->peer->name, c->peer);
     else
@@ -110,11 +108,7 @@ static void on_resolved(void *arg, const struct res_result *r)
         backoff_redial(l);
         return;
     }
-    l->naddr = r->n;
-    l->addr_i = 0;
-    memcpy(l->addr, r->addr, sizeof l->addr);
-    log_debug("link %s: %s resolved to %s (%zu addresses)", l->peer->name, l->peer->host,
-              l->addr[0], l->naddr);
+    link_take_addrs(l, r, "dialling");
     dial_addr(l, l->addr[0]);
 }
 
@@ -126,7 +120,7 @@ static void dial_now(struct link *l)
     l->last_dial = mono_now();
     l->attempts++;
     l->naddr = l->addr_i = 0;
-    if (host_is_numeric(l->peer->host) || ls->res == NULL) {
+    if (res_host_is_numeric(l->peer->host) || ls->res == NULL) {
         dial_addr(l, l->peer->host);
         return;
     }
@@ -148,77 +142,6 @@ static void on_ping(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     if (l->up)
         link_send_ctl(l->up, LOG_DEBUG, "%s PING", LINK_VERSION);
-}
-
-/* Refuses the handshake on LC: logged at warn, REFUSED sent, then closed. */
-static void refuse(struct lconn *lc, const char *reason)
-{
-    log_warn("%s: handshake refused: %s", lc->label, reason);
-    lc->why = reason;
-    if (link_send_ctl(lc, LOG_INFO, "%s REFUSED %s", LINK_VERSION, reason) == 0)
-        conn_drain(lc->c, reason);
-}
-
-/* The same for a conn not adopted yet (a bad HELLO on the client port). */
-static void refuse_conn(struct links *ls, struct conn *c, const char *reason)
-{
-    char line[256];
-    uint64_t quiet;
-    if (log_limit(&ls->odd_warn, 1.0, &quiet))
-        log_warn("link from %s: handshake refused: %s (and %llu more since the last warning)",
-                 c->peer, reason, (unsigned long long)quiet);
-    int n = snprintf(line, sizeof line, "%s REFUSED %s\n", LINK_VERSION, reason);
-    if (n > 0 && (size_t)n < sizeof line) {
-        char prefix[96];
-        snprintf(prefix, sizeof prefix, "link from %s out", c->peer);
-        log_line(LOG_INFO, prefix, line, (size_t)n - 1);
-        if (conn_send(c, line, (size_t)n) < 0)
-            return;
-    }
-    conn_drain(c, reason);
-}
-
-static void fill_transcript(const struct lconn *lc, struct link_transcript *t)
-{
-    const char *self = link_self_name(lc->l->ls);
-    t->dialer = lc->dialled ? self : lc->l->peer->name;
-    t->acceptor = lc->dialled ? lc->l->peer->name : self;
-    t->nonce_d = lc->nonce_d;
-    t->nonce_a = lc->nonce_a;
-}
-
-/* Checks the neighbour's proof; refuses and returns -1 when it is wrong. */
-static int check_proof(struct lconn *lc, const struct link_msg *m)
-{
-    const char *secret = lc->l->ls->cfg->secret;
-    struct link_transcript t;
-    fill_transcript(lc, &t);
-    if (secret && link_str_is(m->proof, "-")) {
-        refuse(lc, "no proof: the neighbour has no secret");
-        return -1;
-    }
-    /* During a secret rotation the one being replaced is accepted too. */
-    const char *prev = lc->l->ls->cfg->secret_previous;
-    if (!link_proof_ok(secret, lc->dialled ? 'A' : 'D', &t, m->proof.p, m->proof.len) &&
-        !(prev && link_proof_ok(prev, lc->dialled ? 'A' : 'D', &t, m->proof.p, m->proof.len))) {
-        refuse(lc, "wrong secret");
-        return -1;
-    }
-    return 0;
-}
-
-/* Sends our proof in a "HERD/1 VERB proof" line. */
-static int send_proof(struct lconn *lc, const char *verb)
-{
-    char proof[LINK_PROOF_HEX + 1];
-    struct link_transcript t;
-    fill_transcript(lc, &t);
-    if (link_proof(lc->l->ls->cfg->secret, lc->dialled ? 'D' : 'A', &t, proof) < 0) {
-        log_error("link %s: cannot compute the HMAC proof", lc->l->peer->name);
-        conn_close(lc->c, "HMAC failed");
-        return -1;
-    }
-    return link_send_ctl(lc, LOG_INFO, "%s %s %s", LINK_VERSION, verb, proof);
 }
 
 /* Forgets LC as an accepted handshake in progress; nonzero when it was one. */
@@ -264,11 +187,17 @@ static void link_up(struct lconn *lc)
     ev_timer_stop(loop, &l->redial);
     ev_timer_set(&l->ping, l->ls->cfg->link_ping_interval, l->ls->cfg->link_ping_interval);
     ev_timer_start(loop, &l->ping);
+    char tls[96] = "";
+    if (conn_is_tls(lc->c)) {
+        memcpy(tls, ", ", 3);
+        conn_tls_describe(lc->c, tls + 2, sizeof tls - 2);
+    }
     if (lc->dialled && l->attempts > 1)
-        log_info("link %s up (dialled %s, attempt %u)", l->peer->name, lc->c->peer, l->attempts);
+        log_info("link %s up (dialled %s, attempt %u%s)", l->peer->name, lc->c->peer, l->attempts,
+                 tls);
     else
-        log_info("link %s up (%s %s)", l->peer->name, lc->dialled ? "dialled" : "accepted from",
-                 lc->c->peer);
+        log_info("link %s up (%s %s%s)", l->peer->name, lc->dialled ? "dialled" : "accepted from",
+                 lc->c->peer, tls);
     l->attempts = 0;
     link_resync_start(lc);
     link_report(l->ls);
@@ -277,6 +206,11 @@ static void link_up(struct lconn *lc)
 static void on_connect(struct conn *c)
 {
     struct lconn *lc = c->ud;
+    const struct cfg_server *p = lc->l->peer;
+    if (lc->l->ls->cfg->link_tls == CFG_TLS_CERT && !conn_tls_peer_names(c, p->name, p->host)) {
+        link_refuse(lc, "the certificate does not name the neighbour dialled"); /* inside TLS */
+        return;
+    }
     if (link_nonce(lc->nonce_d) < 0) {
         conn_close(c, "no random bytes for a nonce");
         return;
@@ -294,30 +228,31 @@ static void handshake_line(struct lconn *lc, const struct link_msg *m)
         if (m->kind != LINK_MSG_WELCOME)
             break;
         if (!link_str_is(m->name, lc->l->peer->name)) {
-            refuse(lc, "wrong neighbour at that address");
+            link_refuse(lc, "wrong neighbour at that address");
             return;
         }
         memcpy(lc->nonce_a, m->nonce.p, LINK_NONCE_HEX);
         lc->nonce_a[LINK_NONCE_HEX] = '\0';
-        if (send_proof(lc, "AUTH") == 0)
+        if (link_send_proof(lc, "AUTH") == 0)
             lc->state = LC_AUTH_SENT;
         return;
     case LC_AUTH_SENT:
-        if (m->kind == LINK_MSG_OK && check_proof(lc, m) == 0)
+        if (m->kind == LINK_MSG_OK && link_check_proof(lc, m) == 0)
             link_up(lc);
         if (m->kind == LINK_MSG_OK)
             return;
         break;
     case LC_WELCOMED:
-        if (m->kind == LINK_MSG_AUTH && check_proof(lc, m) == 0 && send_proof(lc, "OK") == 0)
+        if (m->kind == LINK_MSG_AUTH && link_check_proof(lc, m) == 0 &&
+            link_send_proof(lc, "OK") == 0)
             link_up(lc);
         if (m->kind == LINK_MSG_AUTH)
             return;
         break;
     default: break;
     }
-    refuse(lc, m->kind == LINK_MSG_NONE ? "data before the handshake completed"
-                                        : "unexpected line in the handshake");
+    link_refuse(lc, m->kind == LINK_MSG_NONE ? "data before the handshake completed"
+                                             : "unexpected line in the handshake");
 }
 
 static void on_line(struct conn *c, char *line, size_t len)
@@ -432,18 +367,20 @@ static const struct conn_ops link_ops = {
 static void adopt_hello(struct links *ls, struct conn *c, const struct link_msg *m)
 {
     if (!link_str_is(m->target, link_self_name(ls))) {
-        refuse_conn(ls, c, "wrong server: the HELLO names another target");
+        link_refuse_conn(ls, c, "wrong server: the HELLO names another target");
         return;
     }
     struct link *l = link_find(ls, m->name);
     if (l == NULL) {
-        refuse_conn(ls, c, "not a neighbour of this server");
+        link_refuse_conn(ls, c, "not a neighbour of this server");
         return;
     }
     if (l->we_dial) {
-        refuse_conn(ls, c, "wrong direction: the server whose name sorts first dials");
+        link_refuse_conn(ls, c, "wrong direction: the server whose name sorts first dials");
         return;
     }
+    if (!link_tls_fits(ls, c, l))
+        return;
     struct lconn *lc = calloc(1, sizeof *lc);
     if (lc == NULL) {
         conn_close(c, "out of memory");
@@ -514,7 +451,7 @@ struct links *links_new(struct ev_loop *loop, struct conn_pool *pool, struct sto
                          .n = me->npeers,
                          .rng = seed()};
     for (size_t i = 0; i < me->npeers && ls->res == NULL; i++)
-        if (!host_is_numeric(cfg->servers[me->peers[i]].host)) {
+        if (!res_host_is_numeric(cfg->servers[me->peers[i]].host)) {
             ls->res = res_new(loop, err, errlen);
             if (ls->res == NULL) {
                 free(ls);
@@ -621,7 +558,8 @@ int links_is_hello(const char *line, size_t len)
     struct link_msg m;
     switch (link_parse(line, len, &m)) {
     case LINK_MSG_HELLO:
-    case LINK_MSG_KNOCK: return 1;
+    case LINK_MSG_KNOCK:
+    case LINK_MSG_REFUSED: return 1; /* a dialler that did not like our certificate */
     case LINK_MSG_VERSION: return link_str_is(m.verb, "HELLO");
     default: return 0;
     }
@@ -633,10 +571,11 @@ void links_adopt(struct links *ls, struct conn *c, const char *line, size_t len)
     switch (link_parse(line, len, &m)) {
     case LINK_MSG_HELLO: adopt_hello(ls, c, &m); return;
     case LINK_MSG_KNOCK: link_got_knock(ls, c, &m); return;
+    case LINK_MSG_REFUSED: link_refused_by_dialler(ls, c, m.reason); return;
     case LINK_MSG_VERSION:
-        refuse_conn(ls, c, "unsupported version: this server speaks " LINK_VERSION);
+        link_refuse_conn(ls, c, "unsupported version: this server speaks " LINK_VERSION);
         return;
-    default: refuse_conn(ls, c, "expected HELLO"); return;
+    default: link_refuse_conn(ls, c, "expected HELLO"); return;
     }
 }
 

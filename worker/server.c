@@ -15,12 +15,17 @@
 #include "log.h"
 #include "mono.h"
 #include "net.h"
+#include "resolve.h"
 
 /* The log is written at most every LOG_DELAY seconds, or when LOG_BATCH bytes
  * wait: a write(2) to a file may stall on the disk, and one per loop
  * iteration put those stalls on the flood path (docs/bench.md, S3). */
 #define LOG_DELAY 0.02
 #define LOG_BATCH ((size_t)32 * 1024)
+
+/* How long a worker waits at start for its listen address's name; past it
+ * the worker exits 1 and the supervisor starts it again later. */
+#define SERVER_RESOLVE_WAIT 5.0
 
 struct server {
     struct ev_loop *loop;
@@ -148,6 +153,18 @@ struct server *server_new(struct ev_loop *loop, struct conn_pool *pool, const st
     }
     *srv = (struct server){
         .loop = loop, .pool = pool, .cfg = cfg, .client_ops = client_ops, .client_ctx = client_ctx};
+    /* A name is resolved once, here, by the resolver links use (resolve.c),
+     * before the loop runs: the same answer check-config and the
+     * neighbours get, from the same hosts file and resolv.conf. */
+    char addr[RES_ADDR_MAX];
+    if (!res_host_is_numeric(host)) {
+        if (res_resolve_now(host, SERVER_RESOLVE_WAIT, addr, err, errlen) < 0) {
+            free(srv);
+            return NULL;
+        }
+        log_info("listen address %s is %s", host, addr);
+        host = addr;
+    }
     srv->lfd = net_tcp_listen(host, port, 1024, err, errlen);
     if (srv->lfd < 0) {
         free(srv);

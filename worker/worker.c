@@ -32,6 +32,7 @@
 #include "server.h"
 #include "snapshot.h"
 #include "store.h"
+#include "tls.h"
 
 struct worker {
     struct ev_loop *loop;
@@ -41,6 +42,7 @@ struct worker {
     struct store *store;      /* owned */
     struct places *places;    /* owned */
     struct conn_pool *pool;   /* owned: every connection */
+    struct tls_ctx *tls;      /* owned: the links' TLS; NULL with link_tls = off */
     struct server *server;    /* owned: the listener and loop hooks */
     struct links *links;      /* owned */
     struct chan *chan;        /* owned; NULL standalone */
@@ -329,6 +331,14 @@ static int setup_core(struct worker *w, const struct worker_opts *o)
         log_error("out of memory");
         return 1;
     }
+    if (w->cfg->link_tls != CFG_TLS_OFF) {
+        w->tls = tls_ctx_new(w->cfg, w->self, err, sizeof err);
+        if (w->tls == NULL) {
+            log_error("link_tls: %s", err);
+            return 1;
+        }
+        conn_pool_set_tls(w->pool, w->tls);
+    }
     if (setup_snap(w) < 0)
         return 1;
     ev_timer_init(&w->expire_timer, on_expire_timer, 0., EXPIRE_IDLE);
@@ -397,6 +407,7 @@ static void worker_teardown(struct worker *w)
     snap_free(w->snap);
     links_free(w->links);
     conn_pool_free(w->pool);
+    tls_ctx_free(w->tls);
     server_free(w->server);
     chan_free(w->chan);
     places_free(w->places);

@@ -18,5 +18,8 @@ class Layering(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr + p.stdout)
         graph = dict(l.split(" -> ") for l in p.stdout.splitlines())
         self.assertEqual(graph["main".ljust(14)].strip(), "worker")
-        for low in ("conn", "store", "chan"):
+        for low in ("store", "chan", "tls"):
             self.assertEqual(graph[low.ljust(14)].strip(), "-", low + " calls up")
+        # conn sits on the byte transports only: stream (plaintext or TLS), tls.
+        self.assertEqual(graph["conn".ljust(14)].split(), ["stream", "tls"], "conn calls up")
+        self.assertEqual(graph["stream".ljust(14)].split(), ["tls"], "stream calls up")

@@ -1,11 +1,16 @@
 """Operations (SPEC §6, §7, §8): the shipped logrotate file and cron line
 rotate real logs with the real logrotate without losing or repeating a line;
 a herd spread over three "machines" (network namespaces joined by a bridge),
-one supervisor per node over the same herd file, survives a cut link; the
+one supervisor per node over the same herd file, survives a cut link and,
+with hosts given by name (hosts files in /etc/netns/NS/), follows a server
+whose name moves to another address; the
 systemd unit is valid; `make install DESTDIR=...` installs a working tree.
 
 Everything runs on loopback or inside namespaces this test creates (names
-carry the pid), and every process is stopped by its PID.
+carry the pid; so do their /etc/netns/NS/ folders, removed with them), and
+every process is stopped by its PID. Names come from those hosts files
+(ip netns exec mounts them over /etc/hosts) and HERD_RESOLV_CONF points any
+other lookup at a loopback name server, so no query leaves the machine.
 """
 import collections
 import ctypes
@@ -22,9 +27,13 @@ import threading
 import time
 import unittest
 
-from herdtest import (BIN, ROOT, Client, HerdTestCase, binary, free_port, wait_for,
-                      write_config)
+from herdtest import (BIN, ROOT, Client, HerdTestCase, binary, free_port, make_ca, make_cert,
+                      SLOW, port_open, wait_for, write_config)
 
+RESOLV_CONF = os.path.join(ROOT, "tests", "resolv.conf")
+# Link timings of the multi-node tests: a dead link shows within a second.
+QUICK_LINKS = {"log_dir": "log", "run_dir": "run", "link_ping_interval": "200ms",
+               "link_timeout": "1s", "link_backoff_min": "50ms", "link_backoff_max": "300ms"}
 SHIPPED_LOGROTATE = os.path.join(ROOT, "etc", "logrotate.d", "herd")
 SHIPPED_CRON = os.path.join(ROOT, "etc", "cron.d", "herd")
 SHIPPED_UNIT = os.path.join(ROOT, "etc", "systemd", "herd.service")
@@ -102,6 +111,10 @@ class OpsCase(HerdTestCase):
         self.addCleanup(err.close)
         env = dict(os.environ)
         env.pop("HERD_PLACES_KEY", None)
+        # Names not in the hosts file go to a loopback name server, never to
+        # the machine's (tests/run-tests sets it; so does a test run alone).
+        env.setdefault("HERD_RESOLV_CONF", RESOLV_CONF)
+        env.pop("CARES_HOSTS", None)
         return self.spawn(argv, stderr=err, env=env)
 
     def wait_running(self, proc, sock_path, nservers, links=False, timeout=10.0):
@@ -377,6 +390,8 @@ class Rotation(OpsCase):
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 NODES = {"a": ("A1", "10.77.0.1"), "b": ("B1", "10.77.0.2"), "c": ("C1", "10.77.0.3")}
+# Where ip netns exec finds files to mount over /etc for namespace NS.
+NETNS_ETC = "/etc/netns"
 
 
 def in_netns(ns, fn, timeout=10):
@@ -457,6 +472,10 @@ class MultiNode(OpsCase):
             m = re.match(r"^(herdops(\d+)-[0-9a-f]{4}-\w+)\b", line)
             if m and not os.path.exists("/proc/" + m.group(2)):
                 self.delete_netns(m.group(1))
+        for name in os.listdir(NETNS_ETC) if os.path.isdir(NETNS_ETC) else []:
+            m = re.match(r"^herdops(\d+)-[0-9a-f]{4}-\w+$", name)
+            if m and not os.path.exists("/proc/" + m.group(1)):
+                shutil.rmtree(os.path.join(NETNS_ETC, name), ignore_errors=True)
 
     def delete_netns(self, name):
         # Runs after tearDown has killed every process started in it.
@@ -508,17 +527,7 @@ class MultiNode(OpsCase):
         servers = {name: {"port": self.port, "host": addr, "node": x}
                    for x, (name, addr) in NODES.items()}
         # Quick link failure detection, so a heal shows within the 2 s below.
-        herd = {"log_dir": "log", "run_dir": "run", "link_ping_interval": "200ms",
-                "link_timeout": "1s", "link_backoff_min": "50ms", "link_backoff_max": "300ms"}
-        links = {"A1": ["B1"], "B1": ["C1"]}
-        sups, socks = {}, {}
-        for x in NODES:
-            # The same file on every machine: relative log_dir and run_dir
-            # land in each machine's own folder.
-            os.makedirs(self.path(x))
-            cfg = write_config(self.path(x, "herd.ini"), servers, herd, links)
-            socks[x] = self.path(x, "run", "herd.sock")
-            sups[x] = self.start_supervisor(cfg, node=x, netns=self.ns[x], name="sup-" + x)
+        sups, socks = self.start_nodes(servers, QUICK_LINKS)
         self.assertEqual(len({read(self.path(x, "herd.ini")) for x in NODES}), 1)
         for x in NODES:
             st = self.wait_running(sups[x], socks[x], 1, links=True, timeout=15)
@@ -564,6 +573,111 @@ class MultiNode(OpsCase):
             time.sleep(0.05)
         self.assertEqual(missing[:10], [], "%d of %d updates not everywhere 2 s after the "
                          "heal" % (len(missing), 3 * len(cids)))
+        for x in NODES:
+            self.stop_supervisor(sups[x])
+
+
+    def write_netns_hosts(self, names):
+        """/etc/netns/NS/hosts for every node's namespace: NAMES {name: addr}.
+        Written in place: a running namespace sees it through its bind mount."""
+        text = "127.0.0.1 localhost\n" + "".join("%s %s\n" % (a, n) for n, a in names.items())
+        for x in NODES:
+            d = os.path.join(NETNS_ETC, self.ns[x])
+            if not os.path.isdir(d):
+                if not os.path.isdir(NETNS_ETC):
+                    os.makedirs(NETNS_ETC)
+                    self.addCleanup(self.remove_netns_etc)
+                os.mkdir(d)
+                self.addCleanup(shutil.rmtree, d, True)
+            write_file(os.path.join(d, "hosts"), text)
+
+    def remove_netns_etc(self):
+        """/etc/netns, which this test made, once nobody else uses it."""
+        try:
+            os.rmdir(NETNS_ETC)
+        except OSError:
+            pass
+
+    def start_nodes(self, servers, herd):
+        """One supervisor per namespace over the same file, A1 - B1 - C1
+        linked. The same file on every machine: relative log_dir and run_dir
+        land in each machine's own folder. Returns (supervisors, sockets)."""
+        sups, socks = {}, {}
+        for x in NODES:
+            os.makedirs(self.path(x))
+            cfg = write_config(self.path(x, "herd.ini"), servers, herd,
+                               {"A1": ["B1"], "B1": ["C1"]})
+            socks[x] = self.path(x, "run", "herd.sock")
+            sups[x] = self.start_supervisor(cfg, node=x, netns=self.ns[x], name="sup-" + x)
+        return sups, socks
+
+    def log_of(self, x):
+        return read(self.path(x, "log", NODES[x][0] + ".log"))
+
+    def test_three_nodes_by_name_and_a_name_that_moves(self):
+        """Hosts by name (a1/b1/c1.herd.test, from each namespace's own hosts
+        file), links in TLS 1.3 with certificates that name only those host
+        names (link_tls = cert, the deployment docs/operating.md describes);
+        then c1.herd.test moves to a second address of C's interface and C1
+        restarts there: B1 finds it at its next dial and A's floods reach it."""
+        self.make_network()
+        self.port = free_port()
+        names = {NODES[x][0].lower() + ".herd.test": addr for x, (_, addr) in NODES.items()}
+        self.write_netns_hosts(names)
+        r = subprocess.run(["ip", "netns", "exec", self.ns["b"], "cat", "/etc/hosts"],
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=15)
+        if r.returncode != 0 or b"c1.herd.test" not in r.stdout:
+            self.skipTest("ip netns exec does not mount /etc/netns/NS/hosts here: %s"
+                          % r.stderr.decode(errors="replace").strip())
+        servers = {name: {"port": self.port, "host": name.lower() + ".herd.test", "node": x}
+                   for x, (name, _) in NODES.items()}
+        ca = make_ca(self.path("pki"))
+        for name, srv in servers.items():
+            cert, key = make_cert(self.path("pki"), ca, name, sans="DNS:" + srv["host"])
+            srv.update(tls_cert=cert, tls_key=key)
+        sups, socks = self.start_nodes(servers, dict(QUICK_LINKS, link_tls="cert", tls_ca=ca[0]))
+        for x in NODES:
+            st = self.wait_running(sups[x], socks[x], 1, links=True, timeout=15)
+            with open("/proc/%d/environ" % st["servers"][0]["pid"], "rb") as f:
+                env = f.read().split(b"\0")
+            conf = os.environ.get("HERD_RESOLV_CONF", RESOLV_CONF)
+            self.assertIn(b"HERD_RESOLV_CONF=" + conf.encode(), env,
+                          "the worker in %s resolves with the test's resolv.conf" % x)
+            self.assertIn("listen address %s is %s" % (servers[NODES[x][0]]["host"],
+                                                       NODES[x][1]), self.log_of(x))
+        up = r"link %s up \(dialled %s:%d(, attempt \d+)?, TLSv1\.3 \S+ cert\)"
+        # Worker logs are written every 20 ms: the status can be ahead of them.
+        for x, want in (("a", up % ("B1", r"10\.77\.0\.2", self.port)),
+                        ("b", up % ("C1", r"10\.77\.0\.3", self.port)),
+                        ("c", r"link B1 up \(accepted from [0-9.:]+, TLSv1\.3 \S+ cert\)")):
+            wait_for(lambda: re.search(want, self.log_of(x)), 3, 0.02, "/%s/ in %s" % (want, x))
+        self.conns = {}
+        t = int(time.time())
+        at = self.iamat("a", "kiwi", "%d.5" % t)
+        wait_for(lambda: self.whatsat("c", "kiwi") == at, 3, 0.05, "kiwi at C")
+
+        # c1.herd.test moves to 10.77.0.13: a second address on C's eth0, the
+        # hosts files say so, and C1 restarts there (its old address is left
+        # with nothing listening on the port).
+        moved = "10.77.0.13"
+        self.ip("-n", self.ns["c"], "addr", "add", moved + "/24", "dev", "eth0")
+        self.write_netns_hosts(dict(names, **{"c1.herd.test": moved}))
+        self.conns.pop("c").close()
+        reply = ctl(socks["c"], "restart --no-wait C1", timeout=20)
+        self.assertTrue(reply.get("ok"), reply)
+        wait_for(lambda: "link C1 up (dialled %s:%d" % (moved, self.port) in self.log_of("b"),
+                 10, 0.05, "B1 linked to C1 at its new address")
+        self.assertIn("listen address c1.herd.test is %s" % moved, self.log_of("c"))
+        self.assertFalse(in_netns(self.ns["b"], lambda: port_open(self.port, NODES["c"][1])),
+                         "nothing listens at C's old address any more")
+
+        # A flood from A reaches C1 at its new address (through B1).
+        at2 = self.iamat("a", "kiwi-moved", "%d.5" % (t + 1))
+        self.conns["c"] = in_netns(self.ns["c"], lambda: Client(self.port, host=moved))
+        self.clients.append(self.conns["c"])
+        wait_for(lambda: self.whatsat("c", "kiwi-moved") == at2, 3, 0.05,
+                 "kiwi-moved at C1's new address")
+        self.assertEqual(self.whatsat("c", "kiwi"), at, "resynced after the move")
         for x in NODES:
             self.stop_supervisor(sups[x])
 
@@ -617,7 +731,7 @@ class Install(OpsCase):
             r = subprocess.run([herdctl, "-c", cfg] + cmd, stdin=subprocess.DEVNULL,
                                capture_output=True, timeout=30)
             self.assertEqual(r.returncode, 0, "herdctl %s: %s" % (cmd, r.stderr.decode()))
-        self.assertEqual(sup.wait(timeout=10), 0)
+        self.assertEqual(sup.wait(timeout=10 * SLOW), 0)
 
         r = subprocess.run(make + ["uninstall"], stdin=subprocess.DEVNULL,
                            capture_output=True, timeout=60)

@@ -24,7 +24,7 @@ FAST = {
     "heartbeat_timeout": "2",
     "restart_backoff_min": "0.1",
     "restart_backoff_max": "1",
-    "stop_timeout": "3",
+    "stop_timeout": "%g" % (3 * SLOW),  # see herdtest.FAST_SUPERVISOR
 }
 LOC = "+34.068930-118.445127"
 NEIGHBOURS = {n: set() for n in FIVE}
@@ -97,7 +97,7 @@ class ReloadTest(SupervisedCase):
             srv = self.servers()
             return all(s["state"] == "running" and (s["clients"] or 0) >= want
                        for s in srv.values()) and srv
-        return wait_for(all_have, timeout * SLOW, 0.1, "every server with %d records" % want)
+        return wait_for(all_have, timeout, 0.1, "every server with %d records" % want)
 
     def assert_all_known(self, ids=None):
         for n in FIVE:
@@ -126,7 +126,7 @@ class ReloadTest(SupervisedCase):
             self.assertEqual(s["clients"], 5, s["name"])
         # log_level = debug is in force: a request now logs a DEBUG line.
         self.iamat(self.ports["Riley"], "after-debug")
-        wait_for(lambda: "DEBUG" in self.log_text("Riley"), 5 * SLOW, 0.05, "a DEBUG line")
+        wait_for(lambda: "DEBUG" in self.log_text("Riley"), 5, 0.05, "a DEBUG line")
         self.assert_all_known()
 
     def test_live_limits_reach_connections_already_open(self):
@@ -144,9 +144,9 @@ class ReloadTest(SupervisedCase):
         self.assertEqual(self.pids(), before)
         c.send(("IAMAT " + "x" * 400 + " %s %.9f\n" % (LOC, time.time())).encode())
         self.assertEqual(c.recv_line(), "? IAMAT " + "x" * 294)
-        self.assertTrue(c.closed(5 * SLOW), "an over-long line closes the connection")
+        self.assertTrue(c.closed(5), "an over-long line closes the connection")
         # Every record is older than the new client_ttl within a second or so.
-        wait_for(lambda: not self.known(self.ports["Bernard"], self.ids[0]), 5 * SLOW, 0.1,
+        wait_for(lambda: not self.known(self.ports["Bernard"], self.ids[0]), 5, 0.1,
                  "the records to expire under the new client_ttl")
 
     def test_reload_port_of_one_server_rolls_and_keeps_records(self):
@@ -176,6 +176,38 @@ class ReloadTest(SupervisedCase):
             self.assertGreaterEqual(s["clients"], 5, s["name"])
         self.assert_all_known()
 
+    def roll_to_second_secret(self, before, herd=None):
+        """Reloads secret = second-secret, secret_previous = first-secret: every
+        worker restarts, keeps its records and links."""
+        self.write(dict({"secret": "second-secret", "secret_previous": "first-secret"},
+                        **(herd or {})))
+        p = self.ctl("reload")
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        after = self.servers()
+        for n in FIVE:
+            self.assertNotEqual(after[n]["pid"], before[n], n)
+            self.assertGreaterEqual(after[n]["clients"], 5, n)
+            self.assertEqual(after[n]["links_up"], after[n]["links_total"], n)
+        self.assert_all_known()
+        return after
+
+    def test_reload_psk_secret_rotation_keeps_records(self):
+        # link_tls = psk: the TLS key is derived from the secret, so the roll
+        # only keeps the links if a restarted worker still reaches the ones
+        # holding the old secret (and they reach it).
+        self.herd({"secret": "first-secret", "link_tls": "psk"})
+        self.seed()
+        self.roll_to_second_secret(self.pids(), {"link_tls": "psk"})
+
+    def test_reload_refuses_a_link_tls_change_without_force(self):
+        self.herd({"secret": "first-secret"})
+        before = self.pids()
+        self.write({"secret": "first-secret", "link_tls": "psk"})
+        p = self.ctl("reload")
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertIn("link_tls changes", p.stderr)
+        self.assertEqual(self.pids(), before, "a refused reload changes nothing")
+
     def test_reload_secret_rotation_keeps_records(self):
         self.herd({"secret": "first-secret"})
         self.seed()
@@ -185,15 +217,7 @@ class ReloadTest(SupervisedCase):
         self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
         self.assertIn("secret_previous", p.stderr)
         self.assertEqual(self.pids(), before, "a refused reload changes nothing")
-        self.write({"secret": "second-secret", "secret_previous": "first-secret"})
-        p = self.ctl("reload")
-        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
-        after = self.servers()
-        for n in FIVE:
-            self.assertNotEqual(after[n]["pid"], before[n], n)
-            self.assertGreaterEqual(after[n]["clients"], 5, n)
-            self.assertEqual(after[n]["links_up"], after[n]["links_total"], n)
-        self.assert_all_known()
+        after = self.roll_to_second_secret(before)
         # The old secret can go now: a live change.
         self.write({"secret": "second-secret"})
         p = self.ctl("reload")
@@ -220,7 +244,7 @@ class ReloadTest(SupervisedCase):
         self.assertEqual(srv["last_start"], "crash")
         self.assertFalse(alive(pid))
         srv = wait_for(lambda: (lambda s: s["state"] == "running" and s)(self.servers()["Riley"]),
-                       10 * SLOW, 0.05, "Riley back")
+                       10, 0.05, "Riley back")
         self.assertEqual(srv["port"], old)
         self.assertEqual(srv["generation"], 1)
         self.assertTrue(port_open(old))

@@ -201,10 +201,43 @@ static void test_nul_byte(void **state)
     assert_string_equal(errbuf, want);
 }
 
+/* ---- link_tls (SPEC §5) ---- */
+
+static void test_link_tls(void **state)
+{
+    (void)state;
+    load_bad("[herd]\nlink_tls = tls\n[server A]\nport = 1\n",
+             "t.ini:2: bad value for link_tls: tls (must be off, psk or cert)");
+    load_bad("[herd]\nlink_tls = psk\n[server A]\nport = 1\n",
+             "t.ini:2: link_tls = psk without secret: the pre-shared key is derived from it");
+    load_bad("[herd]\nlink_tls = cert\ntls_ca = ca.pem\n[server A]\nport = 1\n",
+             "t.ini:4: [server A]: link_tls = cert needs tls_ca, tls_cert and tls_key (in [herd] "
+             "or in [server A])");
+    load_bad("[herd]\n[server A]\nport = 1\ntls_key =\n", "t.ini:4: bad value for tls_key");
+
+    struct cfg_herd *h = load_ok("[herd]\nlink_tls = PSK\nsecret = s3cret\n[server A]\nport = 1\n");
+    assert_int_equal(h->link_tls, CFG_TLS_PSK);
+    cfg_free(h);
+    h = load_ok("[herd]\nlink_tls = cert\ntls_ca = /etc/herd/ca.pem\ntls_cert = a.pem\n"
+                "tls_key = a.key\n[server A]\nport = 1\n[server B]\nport = 2\n"
+                "tls_cert = /srv/b.pem\ntls_key = /srv/b.key\n");
+    assert_int_equal(h->link_tls, CFG_TLS_CERT);
+    assert_string_equal(h->servers[0].tls_ca, "/etc/herd/ca.pem");
+    assert_non_null(strstr(h->servers[0].tls_cert, "/a.pem")); /* relative: the file's folder */
+    assert_string_equal(h->servers[1].tls_cert, "/srv/b.pem");
+    assert_string_equal(h->servers[1].tls_key, "/srv/b.key");
+    assert_string_equal(h->servers[1].tls_ca, "/etc/herd/ca.pem");
+    cfg_free(h);
+    h = load_ok("[server A]\nport = 1\n");
+    assert_int_equal(h->link_tls, CFG_TLS_OFF);
+    cfg_free(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_syntax_errors),
+        cmocka_unit_test(test_link_tls),
         cmocka_unit_test(test_syntax_error_before_later_error),
         cmocka_unit_test(test_line_too_long),
         cmocka_unit_test(test_unknown_keys),
