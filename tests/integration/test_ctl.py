@@ -18,15 +18,8 @@ import subprocess
 import time
 import unittest
 
-from herdtest import SupervisedCase, alive, HerdTestCase, ROOT, SLOW, binary, free_port, wait_for, Client
-
-FAST = {
-    "heartbeat_interval": "0.1",
-    "heartbeat_timeout": "2",
-    "restart_backoff_min": "0.1",
-    "restart_backoff_max": "1",
-    "stop_timeout": "2",
-}
+from herdtest import (FAST_SUPERVISOR as FAST, SupervisedCase, alive, HerdTestCase, ROOT, SLOW,
+                      binary, free_port, wait_for, Client)
 
 
 
@@ -180,7 +173,7 @@ class Commands(CtlCase):
         self.herd({"A": free_port(), "B": free_port()}, links={"A": ["B"]})
         self.start()
         st = wait_for(lambda: (lambda s: all(x["version"] for x in s["servers"]) and s)(
-            self.status()), 10 * SLOW, what="worker versions in status")
+            self.status()), 10, what="worker versions in status")
         self.assertEqual(st["schema"], 1)
         self.assertEqual(st["supervisor"]["version"], v)
         self.assertEqual([s["version"] for s in st["servers"]], [v, v])
@@ -278,7 +271,7 @@ class Commands(CtlCase):
         took = time.monotonic() - t0
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         self.assertLess(took, 10 * SLOW, "-t 1 must not wait stop_timeout (30 s)")
-        wait_for(lambda: not alive(wpid), 5 * SLOW, what="the worker to die with its supervisor")
+        wait_for(lambda: not alive(wpid), 5, what="the worker to die with its supervisor")
         self.assertEqual(self.ctl("status").returncode, 3)
 
     def test_frozen_worker_shows_unresponsive(self):
@@ -288,7 +281,7 @@ class Commands(CtlCase):
         pid = self.srv("A", st)["pid"]
         os.kill(pid, signal.SIGSTOP)
         try:
-            wait_for(lambda: self.srv("A")["heartbeat_late"], 10 * SLOW, interval=0.1,
+            wait_for(lambda: self.srv("A")["heartbeat_late"], 10, interval=0.1,
                      what="A's heartbeat to be late")
             p = self.ctl("status")
             row = next(l for l in p.stdout.splitlines() if l.startswith("A "))
@@ -299,7 +292,7 @@ class Commands(CtlCase):
             self.assertEqual(sample(fams, "herd_unresponsive", server="B"), 0)
         finally:
             os.kill(pid, signal.SIGCONT)
-        wait_for(lambda: not self.srv("A")["heartbeat_late"], 10 * SLOW, interval=0.1,
+        wait_for(lambda: not self.srv("A")["heartbeat_late"], 10, interval=0.1,
                  what="A to answer again")
 
     def test_metrics_parse_and_count(self):
@@ -310,7 +303,7 @@ class Commands(CtlCase):
         self.assertTrue(reply.startswith("AT "), reply)
         self.assertTrue(c.ask("BOGUS").startswith("? "))
         wait_for(lambda: (self.srv("A")["stats"] or {}).get("iamat") == 1 and
-                 (self.srv("B")["stats"] or {}).get("floods_in", 0) >= 1, 10 * SLOW,
+                 (self.srv("B")["stats"] or {}).get("floods_in", 0) >= 1, 10,
                  what="the heartbeat to count the IAMAT and its flood")
         p = self.ctl("metrics")
         self.assertEqual(p.returncode, 0, p.stderr)
@@ -394,21 +387,21 @@ class Logs(CtlCase):
             follower = self.spawn([binary("herdctl"), "-c", self.cfg, "logs", "-f", "-n", "1",
                                    "A"], stdout=f)
         read = lambda: read_file(out)
-        wait_for(lambda: read() == "line 100\n", 5 * SLOW, what="the last line")
+        wait_for(lambda: read() == "line 100\n", 5, what="the last line")
         self.write(log, "appended\n")
-        wait_for(lambda: "appended\n" in read(), 5 * SLOW, what="an appended line")
+        wait_for(lambda: "appended\n" in read(), 5, what="an appended line")
         # logrotate's way: rename, a new file under the name.
         os.rename(log, log + ".1")
         self.write(log + ".1", "late in the old file\n")
         self.write(log, "first of the new file\n", "w")
-        wait_for(lambda: "first of the new file\n" in read(), 5 * SLOW, what="the new file")
+        wait_for(lambda: "first of the new file\n" in read(), 5, what="the new file")
         self.assertIn("late in the old file\n", read(), "the old file is read out first")
         self.assertLess(read().index("late in the old"), read().index("first of the new"))
         # copytruncate's way.
         self.write(log, "", "w")
         time.sleep(0.5)
         self.write(log, "after truncation\n")
-        wait_for(lambda: "after truncation\n" in read(), 5 * SLOW, what="after truncation")
+        wait_for(lambda: "after truncation\n" in read(), 5, what="after truncation")
         self.assertIsNone(follower.poll(), "-f keeps following")
         self.stop(follower)
 
@@ -585,7 +578,7 @@ class RealSystemd(HerdTestCase):
             except OSError:
                 return None
             return int(kids[0]) if kids else None
-        self.sd_pid = wait_for(child, 10 * SLOW, what="systemd in the namespace")
+        self.sd_pid = wait_for(child, 10, what="systemd in the namespace")
 
     def test_unit_starts_the_herd_confined(self):
         ports = [free_port(), free_port()]
@@ -605,7 +598,7 @@ class RealSystemd(HerdTestCase):
             finally:
                 c.close()
         try:
-            reply = wait_for(answers, 30 * SLOW, interval=0.2, what="the herd under systemd")
+            reply = wait_for(answers, 30, interval=0.2, what="the herd under systemd")
         except AssertionError as e:
             if "timed out" in str(e) and self.ns("systemctl", "is-system-running").returncode \
                     not in (0, 1):
@@ -635,12 +628,12 @@ class RealSystemd(HerdTestCase):
         for args in (["reopen-logs"], ["restart", "A"], ["kill", "B"]):
             p = self.ns(*(ctl + args))
             self.assertEqual(p.returncode, 0, "%s: %s" % (args, p.stderr))
-        wait_for(lambda: self.ns(*(ctl + ["status"])).returncode == 0, 10 * SLOW,
+        wait_for(lambda: self.ns(*(ctl + ["status"])).returncode == 0, 10,
                  what="every worker running again")
         self.assertEqual(self.ns("systemctl", "is-failed", "--quiet", "herd").returncode, 1)
         self.assertEqual(self.ns("systemctl", "stop", "herd").returncode, 0)
         self.assertEqual(self.ns("systemctl", "is-active", "herd").stdout.strip(), "inactive")
-        wait_for(lambda: self.ns("kill", "-0", str(sup)).returncode != 0, 5 * SLOW,
+        wait_for(lambda: self.ns("kill", "-0", str(sup)).returncode != 0, 5,
                  what="the supervisor gone")
 
 

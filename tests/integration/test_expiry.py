@@ -22,7 +22,7 @@ def chain(names):
 
 class ExpiryCase(HerdTestCase):
 
-    def wait_known(self, port, client, timeout=2 * SECOND):
+    def wait_known(self, port, client, timeout=2.0):
         return wait_for(lambda: self.at_line(port, client), timeout, 0.02,
                         "%s at port %d" % (client, port))
 
@@ -41,7 +41,7 @@ class TestNoLockout(ExpiryCase):
         cfg = self.config(ports, links=chain(names), herd={"max_clients": 100})
         for n in names:
             self.start_worker(cfg, n, ports[n])
-        wait_for(lambda: "link Charlie up" in self.log_text("Delta"), 5 * SECOND,
+        wait_for(lambda: "link Charlie up" in self.log_text("Delta"), 5,
                  what="the chain linked")
         # One connection mints ten times max_clients IDs, pipelined.
         c = self.client(ports["Alpha"], timeout=20 * SLOW)
@@ -51,12 +51,12 @@ class TestNoLockout(ExpiryCase):
         replies = [c.recv_line() for _ in range(n)]
         self.assertEqual([r for r in replies if not r.startswith("AT Alpha ")], [])
         # Every worker of the chain is full of minted IDs by now.
-        self.wait_known(ports["Delta"], "mint-%d" % (n - 1), 5 * SECOND)
+        self.wait_known(ports["Delta"], "mint-%d" % (n - 1), 5)
         reply = self.iamat(ports["Alpha"], "legit.user", "%.9f" % time.time())
         self.assertEqual(self.at_line(ports["Alpha"], "legit.user"), reply)
         self.assertEqual(self.wait_known(ports["Delta"], "legit.user"), reply)
         self.assertIsNone(self.at_line(ports["Delta"], "mint-0"), "the oldest made room")
-        wait_for(lambda: "evicted" in self.log_text("Alpha"), 15 * SECOND,
+        wait_for(lambda: "evicted" in self.log_text("Alpha"), 15,
                  what="the eviction summary in the log")
         self.assertLess(self.log_text("Alpha").count("evicted"), 5, "a summary, not a line each")
 
@@ -84,7 +84,7 @@ class TestExpiry(ExpiryCase):
         cfg = self.config(ports, links=FIVE_LINKS, herd={"client_ttl": "%gs" % self.TTL})
         for n in FIVE:
             self.start_worker(cfg, n, ports[n])
-        wait_for(lambda: "link Juzang up" in self.log_text("Campbell"), 5 * SECOND,
+        wait_for(lambda: "link Juzang up" in self.log_text("Campbell"), 5,
                  what="Campbell linked")
         time.sleep(0.3 * SLOW)
         t0 = time.time()
@@ -145,7 +145,7 @@ class TestExpiry(ExpiryCase):
                           herd={"client_ttl": "%gs" % ttl})
         self.start_worker(cfg, "Riley", ports["Riley"])
         jaq = self.start_worker(cfg, "Jaquez", ports["Jaquez"])
-        wait_for(lambda: "link Riley up" in self.log_text("Jaquez"), 5 * SECOND,
+        wait_for(lambda: "link Riley up" in self.log_text("Jaquez"), 5,
                  what="link up")
         t0 = time.time()
         self.iamat(ports["Riley"], "gone", "%.9f" % t0)
@@ -159,7 +159,7 @@ class TestExpiry(ExpiryCase):
             time.sleep(left)
         os.rename(self.path("log", "Jaquez.log"), self.path("log", "Jaquez.1.log"))
         self.start_worker(cfg, "Jaquez", ports["Jaquez"])
-        self.wait_log("Jaquez", "resync from Riley", 3 * SECOND)
+        self.wait_log("Jaquez", "resync from Riley", 3)
         self.assertIsNotNone(self.at_line(ports["Jaquez"], "stays"))
         self.assertIsNone(self.at_line(ports["Jaquez"], "gone"))
         self.assertIsNone(self.at_line(ports["Riley"], "gone"))

@@ -173,7 +173,7 @@ class Lifecycle(HerdTestCase):
             if out.startswith("AT Riley ") and out.endswith("}\n\n"):
                 got += 1
         self.assertEqual(got, 50)
-        self.assertEqual(self.w.wait(timeout=10), 0)
+        self.assertEqual(self.w.wait(timeout=10 * SLOW), 0)
         self.assertNotIn("stop_drain reached", self.log_text("Riley"))
 
 
@@ -198,7 +198,7 @@ class StopWithNeighbours(HerdTestCase):
         self.two()
         self.assertEqual(self.send_many(self.ports["A"], 2000, "s"), 2000)
         self.a.send_signal(signal.SIGTERM)
-        self.assertEqual(self.a.wait(timeout=10), 0)
+        self.assertEqual(self.a.wait(timeout=10 * SLOW), 0)
         c = self.client(self.ports["B"])
         for i in (0, 999, 1999):
             at, body = c.whatsat("s%d" % i, 10, 0)
@@ -213,7 +213,7 @@ class StopWithNeighbours(HerdTestCase):
             self.assertEqual(n, 60000)
             t0 = time.monotonic()
             self.a.send_signal(signal.SIGTERM)
-            self.assertEqual(self.a.wait(timeout=10), 0)
+            self.assertEqual(self.a.wait(timeout=10 * SLOW), 0)
             took = time.monotonic() - t0
         finally:
             os.kill(self.b.pid, signal.SIGCONT)

@@ -9,7 +9,7 @@ import stat
 import threading
 import time
 
-from herdtest import FIVE, SLOW, HerdTestCase, free_port, wait_for
+from herdtest import FIVE, HerdTestCase, free_port, wait_for
 from test_herd import FakePeer
 
 LOC = "+34.068930-118.445127"
@@ -68,7 +68,7 @@ class Logs(HerdTestCase):
         cfg = self.config({"Alice": pa, "Bob": pb}, links={"Alice": ["Bob"]},
                           herd={"link_backoff_min": "2s", "link_backoff_max": "2s"})
         self.start_worker(cfg, "Alice", pa)
-        text = self.wait_log("Alice", "refused by the neighbour", 5 * SLOW)
+        text = self.wait_log("Alice", "refused by the neighbour", 5)
         t.join(5)
         text = self.assert_clean("Alice")
         self.assertIn('refused by the neighbour: "\\x1b]0;pwned\\x07 \\x0dlink Bob up', text)
@@ -105,7 +105,7 @@ class Logs(HerdTestCase):
         f.send(at % ("q1", T0))
         f.send("HERD/1 PING")  # ends the batch
         f.send(at % ("after-ping", T0))
-        text = self.wait_log("Bob", "after-ping", 5 * SLOW)
+        text = self.wait_log("Bob", "after-ping", 5)
         self.assertIn('link Alice in "AT Alice +0.000000001 r1004 ', text)
         self.assertNotIn('"AT Alice +0.000000001 r999 ', text)  # quiet batch records
         self.assertRegex(text, r"batch ended 999 AT lines short of the 1000 announced")
@@ -115,7 +115,7 @@ class Logs(HerdTestCase):
         """At info, an IAMAT costs its receiving server an "in" and an "out"
         line; the four others log nothing per update (links: summaries)."""
         ports = self.five()
-        wait_for(lambda: all("up (" in self.log_text(n) for n in FIVE), 5 * SLOW,
+        wait_for(lambda: all("up (" in self.log_text(n) for n in FIVE), 5,
                  what="links up")
         time.sleep(0.3)
         before = sum(os.path.getsize(self.path("log", n + ".log")) for n in FIVE)
@@ -132,7 +132,7 @@ class Logs(HerdTestCase):
         s.close()
         self.assertEqual(got.count(b"\n"), n)
         c = self.client(ports["Campbell"])  # two hops away: the floods arrived
-        wait_for(lambda: c.whatsat("vol%d" % (n - 1), 10, 0)[0].startswith("AT "), 5 * SLOW,
+        wait_for(lambda: c.whatsat("vol%d" % (n - 1), 10, 0)[0].startswith("AT "), 5,
                  what="the last update at Campbell")
         time.sleep(0.2)
         after = sum(os.path.getsize(self.path("log", n_ + ".log")) for n_ in FIVE)

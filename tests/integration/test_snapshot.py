@@ -129,7 +129,7 @@ class SnapshotTest(SupervisedCase):
         ports = self.herd(FIVE, links=FIVE_LINKS, extra={"snapshot_interval": "1h"})
         self.start()
         sent = pipeline_iamats(ports["Riley"], 0, 100_000)
-        self.wait_counts(100_000, 60 * SLOW)
+        self.wait_counts(100_000, 60)
         before = {n: self.at_line(p, "c77777") for n, p in ports.items()}
         p = self.ctl("stop")
         self.assertEqual(p.returncode, 0, p.stderr)
@@ -154,10 +154,10 @@ class SnapshotTest(SupervisedCase):
                           extra={"snapshot_interval": "1"})
         st = self.start()
         pipeline_iamats(ports["Alpha"], 0, 20_000)
-        self.wait_counts(20_000, 30 * SLOW)
+        self.wait_counts(20_000, 30)
         # One interval later each worker has written them (and says so).
         wait_for(lambda: all((self.snapshot_of(n) or {}).get("records") == 20_000
-                             for n in ports), 10 * SLOW, 0.1, "snapshots of 20000 records")
+                             for n in ports), 10, 0.1, "snapshots of 20000 records")
         pipeline_iamats(ports["Beta"], 20_000, 500)  # young: may be lost
         st = self.status()
         sup = st["supervisor"]["pid"]
@@ -234,7 +234,7 @@ class SnapshotTest(SupervisedCase):
                           extra={"snapshot_interval": "1h"})
         self.start()
         pipeline_iamats(ports["Alpha"], 0, 50)
-        self.wait_counts(50, 10 * SLOW)
+        self.wait_counts(50, 10)
         self.assertEqual(self.snapshot_of("Alpha")["age"], None)
         p = self.ctl("save")
         self.assertEqual(p.returncode, 0, p.stderr)

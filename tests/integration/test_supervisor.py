@@ -25,7 +25,7 @@ FAST = {
     "restart_backoff_min": "0.1",
     "restart_backoff_max": "1",
     "restart_reset_after": "10",
-    "stop_timeout": "2",
+    "stop_timeout": "%g" % (2 * SLOW),  # see herdtest.FAST_SUPERVISOR
 }
 
 
@@ -228,7 +228,7 @@ class SupervisorTest(SupervisedCase):
             self.assertLessEqual(max(delays), 1.0, "restart_backoff_max caps it")
             # A sanitized worker spends longer "starting": catch a backoff row.
             table = wait_for(lambda: (lambda t: "backoff" in t and t)(self.ctl("status").stdout),
-                             3 * SLOW, 0.02, "a status table showing the backoff")
+                             3, 0.02, "a status table showing the backoff")
             self.assertIn("next try in", table)
         finally:
             hold.close()
@@ -286,7 +286,7 @@ class SupervisorTest(SupervisedCase):
         old = self.server("Alpha", st)["pid"]
         p = self.ctl("kill", "Alpha")
         self.assertEqual(p.returncode, 0, p.stderr)
-        srv = wait_for(lambda: self.running_with_new_pid("Alpha", old), 5 * SLOW, 0.02,
+        srv = wait_for(lambda: self.running_with_new_pid("Alpha", old), 5, 0.02,
                        "Alpha back on the running generation")
         self.assertEqual(srv["last_exit"], "SIGKILL")
         self.assertFalse(srv["config_error"])
@@ -346,7 +346,7 @@ class SupervisorTest(SupervisedCase):
                  5, 0.05, "the herd to run")
         workers = list(self.pids().values())
         p.send_signal(signal.SIGINT)
-        self.assertEqual(p.wait(timeout=8), 0)
+        self.assertEqual(p.wait(timeout=8 * SLOW), 0)
         err = p.stderr.read().decode()
         p.stderr.close()
         self.assertIn("stopping the herd", err, "-f logs to stderr")
@@ -383,7 +383,7 @@ class SupervisorTest(SupervisedCase):
         self.assertIn("places", hb)
         self.assertEqual(msgs[2]["type"], "heartbeat", "heartbeats keep coming")
         ours.close()  # the supervisor is gone: the worker must stop
-        self.assertEqual(w.wait(timeout=2), 0)
+        self.assertEqual(w.wait(timeout=2 * SLOW), 0)
 
     # -- control socket ----------------------------------------------------------
 
