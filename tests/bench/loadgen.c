@@ -6,9 +6,10 @@
  * and a probe that plays a herd neighbour and times flooded AT lines. Latency
  * goes into fixed log-linear buckets (bounded memory, ~1.6% resolution);
  * the result is one JSON line on stdout. Targets 127.0.0.1 only.
+ * loadgen/opts.c reads the command line, loadgen/wire.c writes and reads the
+ * lines' text; this file owns the loop, the connections and the figures.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
 #include <signal.h>
@@ -24,40 +25,17 @@
 #include "buf.h"
 #include "hist.h"
 #include "net.h"
+#include "loadgen/opts.h"
+#include "loadgen/wire.h"
 
 #define HOST          "127.0.0.1"
 #define READ_CHUNK    (64 * 1024)
 #define IN_MAX        (1024 * 1024)
 #define OUT_MAX       (64 * 1024 * 1024)
-#define MAX_PORTS     16
 #define OPEN_RING     4096 /* open loop: requests in flight per connection */
 #define HOLD_INFLIGHT 256  /* idle mode: connects in progress at once */
-#define LOCATION      "+34.068930-118.445127"
 
-/* ---- options ---- */
-
-enum mode { MODE_IAMAT, MODE_WHATSAT, MODE_IDLE, MODE_PROBE };
 enum role { ROLE_LOAD, ROLE_HOLD, ROLE_PROBE };
-
-struct opts {
-    enum mode   mode;
-    uint16_t    ports[MAX_PORTS];
-    size_t      nports;
-    unsigned    conns;
-    unsigned    depth;
-    double      duration;
-    double      warmup;
-    double      linger;
-    double      rate;     /* 0: closed loop */
-    uint64_t    requests; /* 0: until duration */
-    unsigned    idle;
-    uint64_t    samples;
-    const char *prefix;
-    const char *label;
-    const char *probe_name;   /* probe: this fake server's name */
-    const char *probe_target; /* probe: the worker it links to */
-    uint16_t    probe_listen; /* probe: port to accept the worker's dial on */
-};
 
 /* ---- connections and global state ---- */
 
@@ -81,7 +59,7 @@ struct lconn {
 };
 
 static struct {
-    struct opts     o;
+    struct lg_opts  o;
     struct ev_loop *loop;
     struct lconn  **conns;
     size_t          nconns;
@@ -98,7 +76,7 @@ static struct {
     int             sending;
     ev_timer        stop_timer, tick, linger_timer;
     ev_prepare      prep;
-    char            rt[40]; /* realtime "SEC.NSEC" of the current batch */
+    char            rt[LG_TIME_MAX_LEN]; /* realtime "SEC.NSEC" of the current batch */
     size_t          rtlen;
     uint64_t        now;    /* monotonic ns of the current batch */
 } g;
@@ -119,32 +97,11 @@ static uint64_t real_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
-static size_t fmt_u64(char *dst, uint64_t v)
-{
-    char tmp[24];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v > 0);
-    for (size_t i = 0; i < n; i++)
-        dst[i] = tmp[n - 1 - i];
-    return n;
-}
-
 /* Reads both clocks once for a batch of requests. */
 static void refresh_clock(void)
 {
     g.now = mono_ns();
-    uint64_t rt = real_ns();
-    size_t n = fmt_u64(g.rt, rt / 1000000000ULL);
-    uint64_t frac = rt % 1000000000ULL;
-    g.rt[n++] = '.';
-    for (int i = 8; i >= 0; i--) {
-        g.rt[n + (size_t)i] = (char)('0' + frac % 10);
-        frac /= 10;
-    }
-    g.rtlen = n + 9;
+    g.rtlen = lg_fmt_time(g.rt, real_ns());
 }
 
 /* ---- connections ---- */
@@ -196,26 +153,15 @@ static int queue(struct lconn *c, const char *p, size_t len)
  * makes the WHATSAT client known. */
 static int queue_line(struct lconn *c, int setup)
 {
-    char line[256];
-    size_t n = 0, plen = strlen(g.o.prefix);
+    char line[LG_LINE_MAX], id[LG_U64_MAX_LEN];
+    size_t n;
     if (c->tail - c->head > c->ring_mask)
         return -1;
     if (g.o.mode == MODE_WHATSAT && !setup) {
         n = (size_t)snprintf(line, sizeof line, "WHATSAT %sw 10 5\n", g.o.prefix);
     } else {
-        memcpy(line, "IAMAT ", 6);
-        n = 6;
-        memcpy(line + n, g.o.prefix, plen);
-        n += plen;
-        if (g.o.mode == MODE_WHATSAT)
-            line[n++] = 'w';
-        else
-            n += fmt_u64(line + n, g.next_id++);
-        memcpy(line + n, " " LOCATION " ", sizeof LOCATION + 1);
-        n += sizeof LOCATION + 1;
-        memcpy(line + n, g.rt, g.rtlen);
-        n += g.rtlen;
-        line[n++] = '\n';
+        size_t idlen = g.o.mode == MODE_WHATSAT ? (id[0] = 'w', 1) : lg_fmt_u64(id, g.next_id++);
+        n = lg_fmt_iamat(line, g.o.prefix, id, idlen, g.rt, g.rtlen);
     }
     c->sent[c->tail++ & c->ring_mask] = g.now;
     if (c->role == ROLE_LOAD && !setup)
@@ -593,74 +539,38 @@ static void on_stop_timer(struct ev_loop *loop, ev_timer *t, int revents)
 /* ---- probe: a fake neighbour that times flooded AT lines ---- */
 
 /* "SEC[.FRAC]" into nanoseconds; 0 when it is not one. */
-static uint64_t parse_time_ns(const char *p, size_t len)
-{
-    uint64_t sec = 0, frac = 0;
-    size_t i = 0, digits = 0;
-    for (; i < len && p[i] >= '0' && p[i] <= '9' && i < 18; i++)
-        sec = sec * 10 + (uint64_t)(p[i] - '0');
-    if (i == 0)
-        return 0;
-    if (i < len && p[i] == '.')
-        for (i++; i < len && p[i] >= '0' && p[i] <= '9' && digits < 9; i++, digits++)
-            frac = frac * 10 + (uint64_t)(p[i] - '0');
-    for (; digits < 9; digits++)
-        frac *= 10;
-    return sec * 1000000000ULL + frac;
-}
-
-/* An AT line "AT SERVER DIFF ID LOC TIME": times those whose ID has our prefix. */
+/* A flooded AT line: times those whose ID has our prefix. */
 static void probe_at(const char *line, size_t len)
 {
-    const char *f[6];
-    size_t fl[6], n = 0, i = 0;
-    while (i < len && n < 6) {
-        while (i < len && line[i] == ' ')
-            i++;
-        f[n] = line + i;
-        while (i < len && line[i] != ' ')
-            i++;
-        fl[n] = (size_t)(line + i - f[n]);
-        if (fl[n] > 0)
-            n++;
-    }
-    size_t plen = strlen(g.o.prefix);
-    if (n < 6 || fl[3] < plen || memcmp(f[3], g.o.prefix, plen) != 0)
+    uint64_t sent, got;
+    if (!lg_at_times(line, len, g.o.prefix, &sent, &got))
         return;
-    uint64_t sent = parse_time_ns(f[5], fl[5]);
     uint64_t now = real_ns();
     g.replies++;
     if (sent == 0 || g.now < g.t_measure)
         return;
     g.measured++;
     hist_add(&g.lat, now > sent ? now - sent : 0);
-    /* DIFF is the first server's receive time minus SENT: what is left of
-     * the latency was spent inside the herd. */
-    uint64_t diff = fl[2] > 1 ? parse_time_ns(f[2] + 1, fl[2] - 1) : 0;
-    uint64_t got = f[2][0] == '-' ? sent - diff : sent + diff;
-    hist_add(&g.herd, now > got ? now - got : 0);
+    hist_add(&g.herd, now > got ? now - got : 0); /* the part spent inside the herd */
 }
 
 static void probe_line(struct lconn *c, const char *line, size_t len)
 {
     char out[160];
+    int authed = 0;
     if (line == NULL)
         return; /* the probe only accepts: its name sorts after its neighbour's */
     if (len > 3 && memcmp(line, "AT ", 3) == 0) {
         probe_at(line, len);
         return;
     }
-    if (len > 13 && memcmp(line, "HERD/1 HELLO ", 13) == 0) {
-        snprintf(out, sizeof out, "HERD/1 WELCOME %s %032x\n", g.o.probe_name, 0x5eed);
-        queue(c, out, strlen(out));
-    } else if (len >= 11 && memcmp(line, "HERD/1 AUTH", 11) == 0) {
-        queue(c, "HERD/1 OK -\n", 12);
-        if (!c->linked)
-            fprintf(stderr, "loadgen: probe linked\n");
+    size_t n = lg_link_reply(line, len, g.o.probe_name, out, sizeof out, &authed);
+    if (n > 0)
+        queue(c, out, n);
+    if (authed && !c->linked)
+        fprintf(stderr, "loadgen: probe linked\n");
+    if (authed)
         c->linked = 1;
-    } else if (len >= 11 && memcmp(line, "HERD/1 PING", 11) == 0) {
-        queue(c, "HERD/1 PONG\n", 12);
-    }
 }
 
 static void on_probe_accept(struct ev_loop *loop, ev_io *io, int revents)
@@ -705,118 +615,7 @@ static int probe_start(void)
     return 0;
 }
 
-/* ---- options and main ---- */
-
-static void usage(FILE *f)
-{
-    fprintf(f,
-        "usage: loadgen [OPTIONS] --port P [--port P2 ...]\n"
-        "Drives herd workers (or the ceiling server) on 127.0.0.1; prints one JSON line.\n\n"
-        "  -m, --mode M          iamat (default): IAMAT lines, a new client ID each\n"
-        "                        whatsat: one IAMAT, then WHATSAT for that client\n"
-        "                        idle: hold --idle K connections, then time a fresh\n"
-        "                          client's --samples requests, one at a time\n"
-        "                        probe: a fake neighbour named --probe-name accepting\n"
-        "                          its link on --probe-port; times AT lines whose ID\n"
-        "                          starts with --prefix (client time = send time)\n"
-        "  -p, --port P          worker port (repeat: connections go round-robin)\n"
-        "  -c, --connections N   connections (default 8)\n"
-        "  -d, --depth D         requests in flight per connection, closed loop (16)\n"
-        "  -r, --rate R          open loop: R requests/s in all (default: closed loop)\n"
-        "  -t, --duration S      measure for S seconds (default 5); with --requests,\n"
-        "                        the most it may take\n"
-        "  -n, --requests N      stop after N replies\n"
-        "  -w, --warmup S        seconds before measuring starts (default 0)\n"
-        "  -k, --idle K          idle mode: connections held (default 1000)\n"
-        "  -s, --samples M       idle mode: fresh-client requests (default 1000)\n"
-        "  -l, --linger S        keep connections open S seconds after the report\n"
-        "  -P, --prefix STR      client ID prefix (default \"c\")\n"
-        "  -L, --label STR       copied into the JSON line\n"
-        "      --probe-name NAME, --probe-port P   probe mode\n"
-        "  -h, --help            this text\n");
-}
-
-static int num(const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno != 0 || end == s || *end != '\0' || !(v >= lo && v <= hi))
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static int set_opt(int ch, const char *arg)
-{
-    struct opts *o = &g.o;
-    double v = 0;
-    switch (ch) {
-    case 'm': {
-        static const char *const modes[] = { "iamat", "whatsat", "idle", "probe" };
-        for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
-            if (strcmp(arg, modes[i]) == 0) {
-                o->mode = (enum mode)i;
-                return 0;
-            }
-        return -1;
-    }
-    case 'p':
-        if (o->nports == MAX_PORTS || num(arg, 1, 65535, &v) < 0)
-            return -1;
-        o->ports[o->nports++] = (uint16_t)v;
-        return 0;
-    case 'c': if (num(arg, 1, 100000, &v) < 0) return -1; o->conns = (unsigned)v; return 0;
-    case 'd': if (num(arg, 1, 1 << 20, &v) < 0) return -1; o->depth = (unsigned)v; return 0;
-    case 'r': return num(arg, 0, 1e8, &o->rate);
-    case 't': return num(arg, 0.001, 3600, &o->duration);
-    case 'w': return num(arg, 0, 3600, &o->warmup);
-    case 'l': return num(arg, 0, 3600, &o->linger);
-    case 'n': if (num(arg, 1, 1e12, &v) < 0) return -1; o->requests = (uint64_t)v; return 0;
-    case 'k': if (num(arg, 1, 1e6, &v) < 0) return -1; o->idle = (unsigned)v; return 0;
-    case 's': if (num(arg, 1, 1e9, &v) < 0) return -1; o->samples = (uint64_t)v; return 0;
-    case 'P': o->prefix = arg; return strlen(arg) < 64 && strchr(arg, ' ') == NULL ? 0 : -1;
-    case 'L': o->label = arg; return strchr(arg, '"') || strchr(arg, '\\') ? -1 : 0;
-    case 'N': o->probe_name = arg; return strlen(arg) < 64 ? 0 : -1;
-    case 'Q': if (num(arg, 1, 65535, &v) < 0) return -1; o->probe_listen = (uint16_t)v; return 0;
-    default: return -1;
-    }
-}
-
-static int parse_opts(int argc, char **argv)
-{
-    static const struct option longopts[] = {
-        { "mode", required_argument, NULL, 'm' },     { "port", required_argument, NULL, 'p' },
-        { "connections", required_argument, NULL, 'c' },
-        { "depth", required_argument, NULL, 'd' },    { "rate", required_argument, NULL, 'r' },
-        { "duration", required_argument, NULL, 't' }, { "requests", required_argument, NULL, 'n' },
-        { "warmup", required_argument, NULL, 'w' },   { "idle", required_argument, NULL, 'k' },
-        { "samples", required_argument, NULL, 's' },  { "linger", required_argument, NULL, 'l' },
-        { "prefix", required_argument, NULL, 'P' },   { "label", required_argument, NULL, 'L' },
-        { "probe-name", required_argument, NULL, 'N' },
-        { "probe-port", required_argument, NULL, 'Q' },
-        { "help", no_argument, NULL, 'h' },           { NULL, 0, NULL, 0 },
-    };
-    g.o = (struct opts){ .conns = 8, .depth = 16, .duration = 5, .idle = 1000,
-                         .samples = 1000, .prefix = "c", .label = "",
-                         .probe_name = "Probe" };
-    int ch;
-    while ((ch = getopt_long(argc, argv, "m:p:c:d:r:t:n:w:k:s:l:P:L:h", longopts, NULL)) != -1) {
-        if (ch == 'h') {
-            usage(stdout);
-            exit(0);
-        }
-        if (set_opt(ch, optarg) < 0) {
-            fprintf(stderr, "loadgen: bad option -%c %s\n", ch, optarg ? optarg : "");
-            return -1;
-        }
-    }
-    if (optind != argc || (g.o.mode == MODE_PROBE ? g.o.probe_listen == 0 : g.o.nports == 0))
-        return -1;
-    if (g.o.mode == MODE_IDLE)
-        g.o.depth = g.o.conns = 1;
-    return 0;
-}
+/* ---- main ---- */
 
 /* Ten thousand held connections need more than the usual 1024 descriptors. */
 static void raise_nofile(void)
@@ -877,8 +676,8 @@ static int start(void)
 
 int main(int argc, char **argv)
 {
-    if (parse_opts(argc, argv) < 0) {
-        usage(stderr);
+    if (lg_opts_parse(&g.o, argc, argv) < 0) {
+        lg_opts_usage(stderr);
         return 2;
     }
     raise_nofile();
